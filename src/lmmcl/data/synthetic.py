@@ -1,0 +1,469 @@
+"""Synthetic skills for the CPU-scale experiment.
+
+Each skill mirrors one real benchmark of the study (same question/answer format, much
+simpler pictures) so that the whole pipeline -- data, training, lmms-eval scoring --
+can run on a laptop with a tiny model. The pictures are made easy on purpose: large,
+high-contrast drawings, thick lines and few classes, with backgrounds, colours, sizes
+and positions jittered so that no single pixel gives the answer away.
+
+Everything is deterministic given ``(skill, split, seed)``: the RNG seed comes from a
+stable CRC32 of those three (never Python's salted ``hash()``), so train and test come
+from different streams and a rerun reproduces the same bytes.
+
+Drawing happens on a canvas ``_SS`` times larger than the output, which is then
+downsampled with a box filter: shapes get anti-aliased edges instead of stair-steps,
+which keeps them recognisable at 32 px.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import random
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image, ImageDraw, ImageFont
+
+from lmmcl.data import contract
+
+_SS = 4  # supersampling factor
+
+RGB = tuple[int, int, int]
+
+
+# --------------------------------------------------------------------------- helpers
+def _jitter(rng: random.Random, colour: RGB, amount: int) -> RGB:
+    return tuple(max(0, min(255, c + rng.randint(-amount, amount))) for c in colour)  # type: ignore[return-value]
+
+
+def _light_bg(rng: random.Random) -> RGB:
+    """A light, slightly tinted background that varies from image to image."""
+    return (rng.randint(200, 245), rng.randint(200, 245), rng.randint(200, 245))
+
+
+# Saturated / dark colours that contrast with a light background.
+_STRONG: tuple[RGB, ...] = (
+    (200, 30, 30), (30, 140, 40), (30, 60, 210), (130, 40, 160),
+    (220, 110, 0), (20, 20, 20), (0, 130, 140), (150, 80, 20),
+)
+
+
+class _Canvas:
+    """A supersampled drawing surface addressed in fractions of the image side (0..1)."""
+
+    def __init__(self, image_size: int, bg: RGB):
+        self.size = image_size
+        self.big = image_size * _SS
+        self.img = Image.new("RGB", (self.big, self.big), bg)
+        self.draw = ImageDraw.Draw(self.img)
+
+    def px(self, v: float) -> float:
+        return v * self.big
+
+    def box(self, x0: float, y0: float, x1: float, y1: float) -> list[float]:
+        return [x0 * self.big, y0 * self.big, x1 * self.big, y1 * self.big]
+
+    def pts(self, points) -> list[tuple[float, float]]:
+        return [(x * self.big, y * self.big) for x, y in points]
+
+    def width(self, w: float) -> int:
+        """Line width given as a fraction of the image side (at least one output pixel)."""
+        return max(_SS, round(w * self.big))
+
+    def finish(self) -> Image.Image:
+        return self.img.resize((self.size, self.size), Image.Resampling.BOX)
+
+
+def _regular_shape(c: _Canvas, shape: str, cx: float, cy: float, r: float, colour: RGB) -> None:
+    """Filled shape of half-size ``r`` centred on (cx, cy)."""
+    if shape in ("circle", "circles"):
+        c.draw.ellipse(c.box(cx - r, cy - r, cx + r, cy + r), fill=colour)
+    elif shape in ("square", "squares"):
+        c.draw.rectangle(c.box(cx - r, cy - r, cx + r, cy + r), fill=colour)
+    elif shape == "triangle":
+        c.draw.polygon(c.pts([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)]), fill=colour)
+    elif shape == "cross":
+        t = r / 3
+        c.draw.rectangle(c.box(cx - r, cy - t, cx + r, cy + t), fill=colour)
+        c.draw.rectangle(c.box(cx - t, cy - r, cx + t, cy + r), fill=colour)
+    else:  # pragma: no cover - internal misuse
+        raise ValueError(f"unknown shape {shape!r}")
+
+
+# --------------------------------------------------------------------------- syn_birds
+# Body colour plus one other attribute (head colour, wing mark, tail or eyes) per species.
+_BIRDS: dict[str, dict] = {
+    "robin": {"body": (215, 75, 25), "head": (70, 70, 70), "wing": None},
+    "finch": {"body": (240, 205, 20), "head": (20, 20, 20), "wing": (20, 20, 20)},
+    "jay": {"body": (35, 80, 215), "head": (250, 250, 250), "wing": (250, 250, 250)},
+    "wren": {"body": (125, 75, 35), "head": (125, 75, 35), "wing": None, "tail_up": True},
+    "crow": {"body": (25, 25, 25), "head": (25, 25, 25), "wing": (110, 110, 110)},
+    "owl": {"body": (165, 140, 100), "head": (165, 140, 100), "wing": None, "eyes": True},
+}
+BIRD_NAMES = tuple(_BIRDS)
+_LETTERS = "ABCD"
+
+
+def _draw_bird(c: _Canvas, rng: random.Random, species: str) -> None:
+    spec = _BIRDS[species]
+    s = rng.uniform(0.85, 1.05)  # overall scale
+    flip = rng.random() < 0.5  # facing left or right
+    ox, oy = rng.uniform(-0.06, 0.06), rng.uniform(-0.06, 0.06)
+
+    def p(x: float, y: float) -> tuple[float, float]:
+        # Bird drawn facing right around (0.5, 0.5); mirror, scale and shift.
+        x = 0.5 + (x - 0.5) * s
+        y = 0.5 + (y - 0.5) * s
+        if flip:
+            x = 1 - x
+        return x + ox, y + oy
+
+    def ellipse(x0, y0, x1, y1, colour):
+        (a, b), (cc, d) = p(x0, y0), p(x1, y1)
+        c.draw.ellipse(c.box(min(a, cc), min(b, d), max(a, cc), max(b, d)), fill=colour)
+
+    body = _jitter(rng, spec["body"], 12)
+    head = body if spec["head"] == spec["body"] else _jitter(rng, spec["head"], 8)
+    # tail
+    if spec.get("tail_up"):  # wren: cocked-up tail
+        tail = [(0.24, 0.52), (0.04, 0.20), (0.14, 0.16)]
+    else:
+        tail = [(0.22, 0.55), (0.02, 0.60), (0.06, 0.74)]
+    c.draw.polygon(c.pts([p(*q) for q in tail]), fill=body)
+    # legs
+    for lx in (0.42, 0.52):
+        c.draw.line(c.pts([p(lx, 0.74), p(lx, 0.88)]), fill=(60, 40, 20), width=c.width(0.035))
+    # body, wing mark, head, beak
+    ellipse(0.14, 0.38, 0.70, 0.78, body)
+    if spec["wing"] is not None:
+        ellipse(0.26, 0.48, 0.54, 0.64, _jitter(rng, spec["wing"], 8))
+    head_r = 0.20 if spec.get("eyes") else 0.15
+    hx, hy = 0.70, 0.36
+    ellipse(hx - head_r, hy - head_r, hx + head_r, hy + head_r, head)
+    beak = (250, 150, 0) if species != "finch" else (230, 120, 60)
+    c.draw.polygon(c.pts([p(hx + head_r - 0.02, hy - 0.05), p(hx + head_r + 0.14, hy + 0.01), p(hx + head_r - 0.02, hy + 0.06)]), fill=beak)
+    if spec.get("eyes"):
+        for ex in (hx - 0.09, hx + 0.07):
+            ellipse(ex - 0.065, hy - 0.08, ex + 0.065, hy + 0.05, (250, 250, 240))
+            ellipse(ex - 0.03, hy - 0.045, ex + 0.03, hy + 0.015, (10, 10, 10))
+    else:
+        ellipse(hx + 0.03, hy - 0.06, hx + 0.08, hy - 0.01, (255, 255, 255) if spec["head"][0] < 128 else (10, 10, 10))
+
+
+def _make_birds(rng: random.Random, image_size: int, shuffle_options: bool = False) -> dict:
+    """4-way multiple choice answered with a letter.
+
+    Default: the four options are always robin, finch, jay, wren in that order, so the letter
+    names the species; a 250 K-parameter model learns that in a few hundred steps. With
+    `shuffle_options=True` (the study's CUB format): one of six species, three seeded
+    distractors and a random letter position, which a tiny model cannot learn in minutes.
+    """
+    if shuffle_options:
+        species = rng.choice(BIRD_NAMES)
+        distractors = rng.sample([b for b in BIRD_NAMES if b != species], 3)
+        pos = rng.randrange(4)
+        options = distractors[:pos] + [species] + distractors[pos:]
+    else:
+        options = list(BIRD_NAMES[:4])
+        pos = rng.randrange(4)
+        species = options[pos]
+    c = _Canvas(image_size, _jitter(rng, (195, 225, 240), 18))
+    _draw_bird(c, rng, species)
+    lines = "\n".join(f"{_LETTERS[i]}. {name}" for i, name in enumerate(options))
+    return {
+        "image": c.finish(),
+        "question": f"Which bird is this?\n{lines}\nAnswer with the letter.",
+        "answer": _LETTERS[pos],
+        "label": species,
+        "options": json.dumps(options),
+    }
+
+
+# --------------------------------------------------------------------------- syn_count
+COUNT_LABELS = ("squares", "circles")
+
+
+def _count_answer(n: int, label: str) -> str:
+    # As in the study: the verb agrees with N but the noun stays plural.
+    return f"There {'is' if n == 1 else 'are'} {n} {label} in this image."
+
+
+def _make_count(rng: random.Random, image_size: int, max_count: int = 4) -> dict:
+    if not 1 <= max_count <= 16:
+        raise ValueError(f"max_count must be in 1..16 (a 4x4 grid), got {max_count}")
+    n = rng.randint(1, max_count)
+    label = rng.choice(COUNT_LABELS)
+    colour = _jitter(rng, rng.choice(_STRONG), 15)
+    c = _Canvas(image_size, _light_bg(rng))
+    for cell in rng.sample(range(16), n):
+        row, col = divmod(cell, 4)
+        r = 0.125 * rng.uniform(0.68, 0.8)
+        _regular_shape(c, label, (col + 0.5) / 4, (row + 0.5) / 4, r, colour)
+    return {
+        "image": c.finish(),
+        "question": f"How many {label} are in this image?",
+        "answer": _count_answer(n, label),
+        "count": n,
+        "label": label,
+    }
+
+
+# --------------------------------------------------------------------------- syn_texture
+PATTERNS = ("striped", "dotted", "checkered", "plain")
+
+
+def _contrasting_pair(rng: random.Random) -> tuple[RGB, RGB]:
+    dark = (rng.randint(0, 90), rng.randint(0, 90), rng.randint(0, 90))
+    light = (rng.randint(170, 255), rng.randint(170, 255), rng.randint(170, 255))
+    return (dark, light) if rng.random() < 0.5 else (light, dark)
+
+
+def _make_texture(rng: random.Random, image_size: int) -> dict:
+    pattern = rng.choice(PATTERNS)
+    fg, bg = _contrasting_pair(rng)
+    # Patterns are drawn at output resolution so edges stay crisp.
+    img = Image.new("RGB", (image_size, image_size), bg)
+    d = ImageDraw.Draw(img)
+    unit = max(2, image_size // 8)  # 4 px at 32 px
+    period = unit * rng.choice((1, 2)) if pattern != "dotted" else unit * 2
+    off = rng.randrange(period)
+    if pattern == "striped":
+        horizontal = rng.random() < 0.5
+        for k in range(-period, image_size + period, period):
+            a, b = k + off, k + off + period // 2 - 1
+            d.rectangle([0, a, image_size, b] if horizontal else [a, 0, b, image_size], fill=fg)
+    elif pattern == "checkered":
+        cell = period
+        for i, y in enumerate(range(-cell + off, image_size, cell)):
+            for j, x in enumerate(range(-cell + off, image_size, cell)):
+                if (i + j) % 2:
+                    d.rectangle([x, y, x + cell - 1, y + cell - 1], fill=fg)
+    elif pattern == "dotted":
+        r = period / 4
+        for y in range(-period + off, image_size + period, period):
+            for x in range(-period + off, image_size + period, period):
+                cx, cy = x + period / 2, y + period / 2
+                d.ellipse([cx - r, cy - r, cx + r - 1, cy + r - 1], fill=fg)
+    # "plain": the background alone
+    asked = pattern if rng.random() < 0.5 else rng.choice([p for p in PATTERNS if p != pattern])
+    return {
+        "image": img,
+        "question": f"Is this pattern {asked}?",
+        "answer": "yes" if asked == pattern else "no",
+        "label": pattern,
+    }
+
+
+# --------------------------------------------------------------------------- syn_words
+WORDS = ("cat", "dog", "sun", "map", "box", "pen", "cup", "hat")
+
+
+_WORD_STROKE = 2  # stroke width on the supersampled canvas: makes the 1-px font strokes bold
+
+
+@functools.lru_cache(maxsize=None)
+def _word_font(big_size: int) -> ImageFont.FreeTypeFont:
+    """Largest default-font size whose widest (bold) word fills ~88% of the canvas width."""
+    target = 0.88 * big_size
+    size = 4
+    while True:
+        font = ImageFont.load_default(size=size + 1)
+        if max(font.getlength(w) for w in WORDS) + 2 * _WORD_STROKE > target:
+            return ImageFont.load_default(size=size)
+        size += 1
+
+
+def _make_words(rng: random.Random, image_size: int) -> dict:
+    word = rng.choice(WORDS)
+    c = _Canvas(image_size, _light_bg(rng))
+    font = _word_font(c.big)
+    x0, y0, x1, y1 = c.draw.textbbox((0, 0), word, font=font, stroke_width=_WORD_STROKE)
+    free_x, free_y = c.big - (x1 - x0), c.big - (y1 - y0)
+    x = free_x * rng.uniform(0.2, 0.8) - x0  # small jitter, never clipped
+    y = free_y * rng.uniform(0.2, 0.8) - y0
+    ink = (rng.randint(0, 60), rng.randint(0, 60), rng.randint(0, 60))
+    c.draw.text((x, y), word, font=font, fill=ink, stroke_width=_WORD_STROKE, stroke_fill=ink)
+    return {
+        "image": c.finish(),
+        "question": "What word is written here?",
+        "answer": word,
+        "answers": [word] * 10,  # TextVQA keeps 10 human answers per question
+        "label": word,
+    }
+
+
+# --------------------------------------------------------------------------- syn_clock
+def _make_clock(rng: random.Random, image_size: int, minute_step: int = 30) -> dict:
+    if minute_step <= 0 or 60 % minute_step:
+        raise ValueError(f"minute_step must divide 60, got {minute_step}")
+    hour = rng.randint(1, 12)
+    minute = rng.randrange(0, 60, minute_step)
+    c = _Canvas(image_size, _jitter(rng, (150, 190, 160), 25))
+    cx, cy = 0.5 + rng.uniform(-0.03, 0.03), 0.5 + rng.uniform(-0.03, 0.03)
+    R = rng.uniform(0.43, 0.46)
+    c.draw.ellipse(c.box(cx - R, cy - R, cx + R, cy + R), fill=_jitter(rng, (35, 35, 45), 15))
+    r = R - 0.06
+    c.draw.ellipse(c.box(cx - r, cy - r, cx + r, cy + r), fill=_jitter(rng, (245, 242, 230), 8))
+
+    def at(angle_turns: float, length: float) -> tuple[float, float]:
+        # 0 turns = 12 o'clock, clockwise.
+        a = 2 * math.pi * angle_turns
+        return cx + length * math.sin(a), cy - length * math.cos(a)
+
+    for k in range(12):
+        c.draw.line(c.pts([at(k / 12, r * 0.78), at(k / 12, r * 0.98)]), fill=(60, 60, 60), width=c.width(0.03))
+    hour_turns = ((hour % 12) + minute / 60) / 12
+    c.draw.line(c.pts([(cx, cy), at(minute / 60, r * 0.92)]), fill=_jitter(rng, (30, 60, 200), 15), width=c.width(0.045))
+    c.draw.line(c.pts([(cx, cy), at(hour_turns, r * 0.55)]), fill=_jitter(rng, (200, 30, 30), 15), width=c.width(0.10))
+    hub = 0.05
+    c.draw.ellipse(c.box(cx - hub, cy - hub, cx + hub, cy + hub), fill=(30, 30, 30))
+    return {
+        "image": c.finish(),
+        "question": "What time does the clock show?",
+        "answer": f"{hour:02d}:{minute:02d}",
+        "hour": hour,
+        "minute": minute,
+    }
+
+
+# --------------------------------------------------------------------------- held-out skills
+COLOURS: dict[str, RGB] = {
+    "red": (215, 30, 30), "green": (30, 165, 45), "blue": (35, 65, 220),
+    "yellow": (240, 220, 30), "purple": (135, 40, 170), "orange": (250, 135, 15),
+}
+
+
+def _make_color(rng: random.Random, image_size: int) -> dict:
+    name = rng.choice(tuple(COLOURS))
+    g = rng.randint(110, 170)
+    c = _Canvas(image_size, _jitter(rng, (g, g, g), 8))
+    half = rng.uniform(0.15, 0.32)
+    cx, cy = rng.uniform(half + 0.03, 0.97 - half), rng.uniform(half + 0.03, 0.97 - half)
+    _regular_shape(c, "square", cx, cy, half, _jitter(rng, COLOURS[name], 15))
+    return {"image": c.finish(), "question": "What color is the square?", "answer": name, "label": name}
+
+
+SHAPES = ("circle", "square", "triangle", "cross")
+
+
+def _make_shape(rng: random.Random, image_size: int) -> dict:
+    shape = rng.choice(SHAPES)
+    c = _Canvas(image_size, _light_bg(rng))
+    r = rng.uniform(0.25, 0.38)
+    cx, cy = rng.uniform(r + 0.04, 0.96 - r), rng.uniform(r + 0.04, 0.96 - r)
+    _regular_shape(c, shape, cx, cy, r, _jitter(rng, rng.choice(_STRONG), 15))
+    return {"image": c.finish(), "question": "What shape is this?", "answer": shape, "label": shape}
+
+
+POSITIONS = ("left", "right", "top", "bottom")
+
+
+def _make_position(rng: random.Random, image_size: int) -> dict:
+    where = rng.choice(POSITIONS)
+    c = _Canvas(image_size, _light_bg(rng))
+    r = rng.uniform(0.09, 0.13)
+    along = rng.uniform(0.38, 0.62)  # central band, so "left" is never also "top"
+    across = rng.uniform(r + 0.03, 0.25)  # distance from the chosen edge
+    cx, cy = {"left": (across, along), "right": (1 - across, along),
+              "top": (along, across), "bottom": (along, 1 - across)}[where]
+    c.draw.ellipse(c.box(cx - r, cy - r, cx + r, cy + r), fill=_jitter(rng, rng.choice(_STRONG), 15))
+    return {"image": c.finish(), "question": "Where is the dot?", "answer": where, "label": where}
+
+
+# --------------------------------------------------------------------------- registry / API
+@dataclass(frozen=True)
+class SkillSpec:
+    """One synthetic skill.
+
+    ``classes``: the labels (for docs); ``answers``: every answer string the skill can
+    produce with default options; ``make(rng, image_size)`` returns one record without
+    ``id``/``task``.
+    """
+
+    name: str
+    mirrors: str | None
+    classes: list[str]
+    make: Callable[..., dict]
+    answers: list[str] = field(default_factory=list)
+
+
+SKILLS: dict[str, SkillSpec] = {
+    s.name: s
+    for s in (
+        SkillSpec("syn_birds", "CUB-200 (multiple choice)", list(BIRD_NAMES), _make_birds, list(_LETTERS)),
+        SkillSpec("syn_count", "PixMo-Count", list(COUNT_LABELS), _make_count,
+                  [_count_answer(n, lab) for lab in COUNT_LABELS for n in range(1, 5)]),
+        SkillSpec("syn_texture", "PathVQA (yes/no)", list(PATTERNS), _make_texture, ["yes", "no"]),
+        SkillSpec("syn_words", "TextVQA", list(WORDS), _make_words, list(WORDS)),
+        SkillSpec("syn_clock", "TimeClock", [f"{h:02d}:{m:02d}" for h in range(1, 13) for m in (0, 30)],
+                  _make_clock, [f"{h:02d}:{m:02d}" for h in range(1, 13) for m in (0, 30)]),
+        SkillSpec("syn_color", None, list(COLOURS), _make_color, list(COLOURS)),
+        SkillSpec("syn_shape", None, list(SHAPES), _make_shape, list(SHAPES)),
+        SkillSpec("syn_position", None, list(POSITIONS), _make_position, list(POSITIONS)),
+    )
+}
+
+
+def skill_seed(skill: str, split: str, seed: int) -> int:
+    """Stable per-(skill, split, seed) RNG seed (CRC32; Python's hash() is salted)."""
+    return zlib.crc32(f"{skill}/{split}/{seed}".encode())
+
+
+def _spec(skill: str) -> SkillSpec:
+    if skill not in SKILLS:
+        raise ValueError(f"unknown skill {skill!r}; allowed: {', '.join(SKILLS)}")
+    return SKILLS[skill]
+
+
+def generate(skill: str, split: str, n: int, seed: int, image_size: int = 32, **options) -> list[dict]:
+    """``n`` deterministic records of ``skill`` for ``split``.
+
+    ``options`` go to the skill's maker (``max_count`` for syn_count, ``minute_step``
+    for syn_clock).
+    """
+    spec = _spec(skill)
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    if image_size < 8:
+        raise ValueError(f"image_size must be at least 8, got {image_size}")
+    rng = random.Random(skill_seed(skill, split, seed))
+    records = []
+    for i in range(n):
+        rec = spec.make(rng, image_size, **options)
+        records.append({"id": f"{skill}_{split}_{i:05d}", "task": skill, **rec})
+    return records
+
+
+def write_skill(skill: str, split: str, n: int, seed: int, out_path, image_size: int = 32, **options) -> Path:
+    """Generate a split and write it with :func:`lmmcl.data.contract.write_split`."""
+    return contract.write_split(generate(skill, split, n, seed, image_size, **options), out_path)
+
+
+def render_preview(skill: str, seed: int, path, n: int = 8, image_size: int = 32,
+                   scale: int = 4, cols: int = 4) -> Path:
+    """Save a PNG grid of ``n`` examples, upscaled ``scale``x with NEAREST, to eyeball a skill.
+
+    Each tile is captioned with its label (or answer) to check pictures against targets.
+    """
+    records = generate(skill, "preview", n, seed, image_size)
+    tile = image_size * scale
+    cap = 14
+    rows = math.ceil(n / cols)
+    grid = Image.new("RGB", (cols * (tile + 2), rows * (tile + cap + 2)), (255, 255, 255))
+    d = ImageDraw.Draw(grid)
+    font = ImageFont.load_default(size=11)
+    for i, rec in enumerate(records):
+        x, y = (i % cols) * (tile + 2), (i // cols) * (tile + cap + 2)
+        grid.paste(rec["image"].resize((tile, tile), Image.Resampling.NEAREST), (x, y))
+        text = str(rec.get("label", rec["answer"]))
+        if skill == "syn_count":
+            text = f"{rec['count']} {rec['label']}"
+        d.text((x + 2, y + tile + 1), text, fill=(0, 0, 0), font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return path

@@ -1,0 +1,237 @@
+"""Report figures (PNG).
+
+Figures are built with :class:`matplotlib.figure.Figure` directly (Agg canvas, no
+pyplot), so nothing touches the global backend / pyplot state and every figure
+is released when the function returns.  Each plot is written atomically.
+Methods get the same colour in every figure (tab10, in plan order).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import patheffects
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from .metrics import nanmean
+from .tables import atomic_path
+
+__all__ = [
+    "method_colors",
+    "plot_learning_vs_heldout",
+    "plot_heldout_per_stage",
+    "plot_target_per_stage",
+]
+
+DPI = 120
+#: white outline so reference lines stay visible on top of any bar colour
+_HALO = [patheffects.withStroke(linewidth=4, foreground="white")]
+_CHANCE_STYLE = {"color": "0.35", "ls": (0, (1, 1.2)), "lw": 2.2}
+
+
+def method_colors(methods: Sequence[str]) -> dict[str, tuple]:
+    """A stable colour per method (tab10 / tab20 in the given order)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
+    finally:
+        fig.clear()  # release artists; the Figure is not registered with pyplot
+    return path
+
+
+def _no_data(ax, msg: str) -> None:
+    ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+# --------------------------------------------------------------------------- teaser panel
+def plot_learning_vs_heldout(
+    summary_df: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    x: str = "Learning",
+    y: str = "HeldOut_mean",
+    title: str | None = None,
+) -> Path:
+    """Scatter of mean target gain (x, pp) vs. mean held-out change (y, pp), one point per method.
+
+    ``summary_df``: index = method, columns include ``x`` and ``y`` (see
+    :func:`lmmcl.report.aggregate.summary_table`).  Methods with a NaN coordinate are
+    listed in the lower corner instead of plotted.
+    """
+    methods = [str(m) for m in summary_df.index]
+    colors = method_colors(methods)
+    fig = _new_figure(6.8, 5.2)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axhline(0, color="0.3", lw=1, ls="--", zorder=1, label="no held-out change")
+    ax.axvline(0, color="0.75", lw=0.8, zorder=1)
+    missing = []
+    xs, ys = [], []
+    for m in methods:
+        xv, yv = float(summary_df.at[m, x]), float(summary_df.at[m, y])
+        if np.isnan(xv) or np.isnan(yv):
+            missing.append(m)
+            continue
+        xs.append(xv)
+        ys.append(yv)
+        ax.scatter([xv], [yv], s=90, color=colors[m], edgecolor="black", lw=0.6, zorder=3, label=m)
+        ax.annotate(m, (xv, yv), xytext=(7, 6), textcoords="offset points", fontsize=10, zorder=4)
+    if xs:
+        # symmetric-ish padding so annotations stay inside and the zero line is visible
+        xlo, xhi = min(xs + [0.0]), max(xs + [0.0])
+        ylo, yhi = min(ys + [0.0]), max(ys + [0.0])
+        xpad, ypad = max(2.0, 0.15 * (xhi - xlo)), max(1.0, 0.2 * (yhi - ylo))
+        ax.set_xlim(xlo - xpad, xhi + 2 * xpad)
+        ax.set_ylim(ylo - ypad, yhi + ypad)
+    else:
+        _no_data(ax, "no method has both metrics")
+    if missing:
+        ax.text(
+            0.01, 0.01, "n/a: " + ", ".join(missing), transform=ax.transAxes,
+            fontsize=8, color="0.4", va="bottom",
+        )
+    ax.set_xlabel(f"Δ target score, {x} (mean over stages) [pp]")
+    ax.set_ylabel(f"Δ held-out score, {y} [pp]")
+    ax.set_title(title or "Learning vs. forgetting per method\n(up-right = learns more, forgets less)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- per-stage plots
+def _plan_and_matrices(scores: pd.DataFrame, plan: Mapping):
+    from .aggregate import normalize_plan, r_matrix  # lazy: aggregate imports this module
+
+    p = normalize_plan(plan)
+    mats = {m: r_matrix(scores, m).reindex(index=range(len(p["sequence"]) + 1)) for m in p["methods"]}
+    return p, mats
+
+
+def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.PathLike) -> Path:
+    """Held-out average score (%) after each stage, one line per method.
+
+    x = base, stage 1..T; y = mean over the held-out benchmarks of the score at that
+    checkpoint (nan-aware: missing benchmarks are skipped; a point is absent if all are
+    missing).  The base model's value is drawn as a dashed horizontal line, the mean
+    chance level of the held-out set (if known) as a dotted one.
+    """
+    p, mats = _plan_and_matrices(scores, plan)
+    seq, H, T = p["sequence"], p["held_out"], len(p["sequence"])
+    colors = method_colors(p["methods"])
+    fig = _new_figure(max(7.5, 1.25 * (T + 1) + 3.5), 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = np.arange(T + 1)
+    if not H:
+        _no_data(ax, "no held-out benchmarks in the plan")
+    else:
+        base_vals, all_vals = [], []
+        for m, R in mats.items():
+            sub = R.reindex(columns=H)
+            vals = np.array([nanmean(sub.loc[i].to_numpy()) for i in range(T + 1)])
+            base_vals.append(vals[0])
+            all_vals += [v for v in vals if not np.isnan(v)]
+            ax.plot(xs, vals, marker="o", lw=2, ms=6, color=colors[m], label=m, zorder=3)
+        base = nanmean(base_vals)
+        if not np.isnan(base):
+            ax.axhline(base, color="black", ls="--", lw=1.2, zorder=2, label=f"base model ({base:.1f}%)")
+        ch = [p["chance"][h] for h in H if h in p["chance"]]
+        if len(ch) == len(H) and all_vals:
+            c = float(np.mean(ch))
+            lo, hi = min(all_vals), max(all_vals)
+            if c >= lo - 0.5 * max(hi - lo, 5.0):  # near the data: draw it
+                ax.axhline(c, color="0.5", ls=":", lw=1.4, zorder=2, label=f"chance ({c:.1f}%)")
+            else:  # far below: just say it, so the data keep the vertical resolution
+                ax.plot([], [], " ", label=f"chance {c:.1f}% (below axis)")
+        ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(["base"] + [f"{i}\n{t}" for i, t in enumerate(seq, start=1)], fontsize=9)
+    ax.set_xlim(-0.3, T + 0.3)
+    ax.margins(y=0.12)
+    ax.set_xlabel("checkpoint (after stage i: task)")
+    ax.set_ylabel("held-out average score [%]")
+    htxt = ", ".join(H) if len(", ".join(H)) < 70 else f"{len(H)} benchmarks"
+    ax.set_title(f"Held-out performance after each stage\n(mean of {htxt})" if H else "Held-out performance")
+    ax.grid(True, axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.PathLike) -> Path:
+    """Score (%) of each stage's target benchmark right after that stage, per method.
+
+    Grouped bars: one group per stage i (bar height R[i][t_i], one bar per method),
+    with the base model's score R[0][t_i] (black dashed segment) and the chance level
+    (grey dotted segment) across each group.  Missing cells are labelled ``n/a``.
+    """
+    p, mats = _plan_and_matrices(scores, plan)
+    seq, targets, T = p["sequence"], p["stage_targets"], len(p["sequence"])
+    methods = p["methods"]
+    colors = method_colors(methods)
+    n = max(1, len(methods))
+    fig = _new_figure(max(7.5, (0.35 * n + 0.9) * T + 3.0), 5.2)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / n
+    half = 0.45
+    base_labelled = chance_labelled = False
+    for gi, (task, tgt) in enumerate(zip(seq, targets)):
+        stage = gi + 1
+        for k, m in enumerate(methods):
+            v = float(mats[m].at[stage, tgt]) if tgt in mats[m].columns else np.nan
+            xk = gi - 0.4 + width * (k + 0.5)
+            if np.isnan(v):
+                ax.text(xk, 1, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, color="0.4")
+                continue
+            ax.bar(xk, v, width=width * 0.92, color=colors[m], edgecolor="black", lw=0.4, zorder=3)
+            if n * T <= 40:
+                ax.text(xk, v + 0.8, f"{v:.0f}", ha="center", va="bottom", fontsize=7, zorder=4)
+        base_v = nanmean(
+            float(mats[m].at[0, tgt]) if tgt in mats[m].columns else np.nan for m in methods
+        )
+        if not np.isnan(base_v):
+            ax.hlines(base_v, gi - half, gi + half, colors="black", linestyles="--", lw=1.6, zorder=5,
+                      path_effects=_HALO)
+            base_labelled = True
+        c = p["chance"].get(tgt)
+        if c is not None and not np.isnan(c):
+            ax.hlines(c, gi - half, gi + half, colors=_CHANCE_STYLE["color"], linestyles=_CHANCE_STYLE["ls"],
+                      lw=_CHANCE_STYLE["lw"], zorder=5, path_effects=_HALO)
+            chance_labelled = True
+    ax.set_xticks(np.arange(T))
+    ax.set_xticklabels(
+        [f"{i}: {t}" + (f"\n({b})" if b != t else "") for i, (t, b) in enumerate(zip(seq, targets), start=1)],
+        fontsize=9,
+    )
+    ax.set_xlim(-0.6, T - 0.4)
+    ax.set_ylim(0, 109)
+    ax.set_xlabel("stage i: task (target benchmark)")
+    ax.set_ylabel("target score right after its stage [%]")
+    ax.set_title("Target skill learned at each stage (score of t_i after stage i)")
+    ax.grid(True, axis="y", alpha=0.3, zorder=0)
+    handles = [Patch(facecolor=colors[m], edgecolor="black", lw=0.4, label=m) for m in methods]
+    if base_labelled:
+        handles.append(Line2D([], [], color="black", ls="--", lw=1.6, label="base model (stage 0)"))
+    if chance_labelled:
+        handles.append(Line2D([], [], color=_CHANCE_STYLE["color"], ls=_CHANCE_STYLE["ls"],
+                              lw=_CHANCE_STYLE["lw"], label="chance level"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    return _save(fig, path)

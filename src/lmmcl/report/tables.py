@@ -1,0 +1,238 @@
+"""Table rendering (Markdown / CSV) and atomic file writes for the report.
+
+Markdown numbers are printed with one decimal; NaN is printed ``n/a``.
+CSV files keep NaN as an empty field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .metrics import DEFINITIONS
+
+__all__ = [
+    "NA",
+    "atomic_path",
+    "atomic_write_text",
+    "atomic_write_csv",
+    "fmt",
+    "markdown_table",
+    "r_matrix_markdown",
+    "summary_markdown",
+]
+
+NA = "n/a"
+
+
+# --------------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the destination's directory; on success move it to ``path``.
+
+    The temporary file keeps the destination's suffix (so writers that sniff the
+    extension, e.g. matplotlib, behave) and is removed if the body raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:
+    """``df.to_csv`` to ``path`` atomically (NaN -> empty field); returns the path."""
+    kwargs.setdefault("na_rep", "")
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, **kwargs)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- formatting
+def _is_missing(x) -> bool:
+    if x is None or x is pd.NA:
+        return True
+    try:
+        return math.isnan(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt(x, decimals: int = 1, signed: bool = False) -> str:
+    """Format a number with ``decimals`` decimals (``+`` sign if ``signed``); NaN -> ``n/a``.
+
+    Non-numeric values are returned as ``str(x)``.
+    """
+    if _is_missing(x):
+        return NA
+    if isinstance(x, str):
+        return x
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if round(v, decimals) == 0:
+        return f"{0.0:.{decimals}f}"  # no "-0.0" / "+0.0"
+    return f"{v:+.{decimals}f}" if signed else f"{v:.{decimals}f}"
+
+
+def _escape(s: str) -> str:
+    return str(s).replace("|", "\\|")
+
+
+def markdown_table(
+    df: pd.DataFrame,
+    *,
+    index_label: str | None = None,
+    decimals: int = 1,
+    signed: bool = False,
+    bold: set[tuple] | None = None,
+    extra_rows: Sequence[Sequence[str]] = (),
+) -> str:
+    """Render ``df`` as a GitHub pipe table (index as first column).
+
+    Numbers get ``decimals`` decimals, NaN -> ``n/a``; ``bold`` is a set of
+    (index, column) cells to print in bold; ``extra_rows`` are pre-formatted rows
+    (first item = row label) appended at the bottom.
+    """
+    bold = bold or set()
+    label = index_label if index_label is not None else (df.index.name or "")
+    header = [label] + [str(c) for c in df.columns]
+    # numbers right-aligned, text left-aligned
+    align = [":---"] + ["---:" if pd.api.types.is_numeric_dtype(df[c]) else ":---" for c in df.columns]
+    lines = [
+        "| " + " | ".join(_escape(h) for h in header) + " |",
+        "|" + "|".join(align) + "|",
+    ]
+    for idx, row in df.iterrows():
+        cells = [_escape(str(idx))]
+        for col in df.columns:
+            s = fmt(row[col], decimals=decimals, signed=signed)
+            if (idx, col) in bold and s != NA:
+                s = f"**{s}**"
+            cells.append(_escape(s))
+        lines.append("| " + " | ".join(cells) + " |")
+    for extra in extra_rows:
+        lines.append("| " + " | ".join(_escape(str(c)) for c in extra) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- report tables
+def _bench_list(names: Sequence[str], chance: Mapping[str, float] | None = None) -> str:
+    if not names:
+        return "(none)"
+    if chance is None:
+        return ", ".join(f"`{b}`" for b in names)
+    return ", ".join(f"`{b}` (chance {fmt(chance.get(b))})" for b in names)
+
+
+def r_matrix_markdown(
+    R: pd.DataFrame,
+    *,
+    method: str,
+    experiment: str,
+    stage_labels: Sequence[str],
+    groups: Mapping[str, Sequence[str]],
+    stage_targets: Sequence[str],
+    chance: Mapping[str, float],
+) -> str:
+    """Markdown for one method's R matrix.
+
+    ``R``: index stage 0..T, columns benchmarks (already in group order).
+    ``stage_labels[i]``: row label of stage i.  ``groups``: role -> benchmarks
+    (e.g. target / held-out / extra), listed in the header.  Cell R[i][t_i] (target
+    of stage i right after stage i) is printed in bold.  A ``chance`` row closes the table.
+    """
+    T = len(stage_targets)
+    shown = R.copy()
+    shown.index = [stage_labels[int(i)] for i in R.index]
+    bold = {
+        (stage_labels[i], t) for i, t in enumerate(stage_targets, start=1) if i <= T and t in R.columns
+    }
+    chance_row = ["chance"] + [fmt(chance.get(b)) for b in R.columns]
+    group_txt = "; ".join(f"{role}: {_bench_list(list(bs))}" for role, bs in groups.items() if bs)
+    head = [
+        f"# R matrix — method `{method}` (experiment `{experiment}`)",
+        "",
+        "Score (%, primary metric, 0-100) of each checkpoint (rows: stage 0 = base model, "
+        "stage i = after training on the i-th task) on each benchmark (columns). "
+        "**Bold** = target benchmark of that row's stage, measured right after that stage. "
+        f"`{NA}` = evaluation missing. Last row: chance level.",
+        "",
+        f"Columns — {group_txt}.",
+        "",
+    ]
+    return "\n".join(head) + "\n" + markdown_table(
+        shown, index_label="stage", bold=bold, extra_rows=[chance_row]
+    )
+
+
+def summary_markdown(
+    summary_df: pd.DataFrame,
+    *,
+    experiment: str,
+    sequence: Sequence[str],
+    stage_targets: Sequence[str],
+    held_out: Sequence[str],
+    chance: Mapping[str, float],
+    metric_names: Mapping[str, str] | None = None,
+    n_missing: int = 0,
+    n_total: int | None = None,
+) -> str:
+    """Markdown of the learning/forgetting table with its header block.
+
+    The header names every definition (``DEFINITIONS``), the target benchmark of each
+    stage (with its metric and chance level), and the held-out set.
+    """
+    metric_names = metric_names or {}
+    lines = [
+        f"# Learning and forgetting — experiment `{experiment}`",
+        "",
+        "R[i][b] = score (%, primary metric, 0-100) of the checkpoint after stage i on benchmark b; "
+        "stage 0 = base model. t_i = target benchmark of stage i, H = held-out set, T = "
+        f"{len(sequence)} stages. All metrics are in percentage points (pp); `{NA}` = not computable "
+        "(missing evaluation). Means over stages/benchmarks skip missing terms.",
+        "",
+        "## Definitions",
+        "",
+    ]
+    lines += [f"- {d}" for d in DEFINITIONS.values()]
+    lines += ["", "## Stages", ""]
+    stage_df = pd.DataFrame(
+        {
+            "task": list(sequence),
+            "target t_i": [f"`{t}`" for t in stage_targets],
+            "metric": [metric_names.get(t) or NA for t in stage_targets],
+            "chance (%)": [chance.get(t, float("nan")) for t in stage_targets],
+        },
+        index=pd.Index(range(1, len(sequence) + 1), name="stage i"),
+    )
+    lines.append(markdown_table(stage_df))
+    lines.append(f"Held-out set H: {_bench_list(list(held_out), chance)}.")
+    lines.append("")
+    if n_missing:
+        of = f" of {n_total}" if n_total is not None else ""
+        lines += [f"Missing evaluations: {n_missing}{of} (see scores.csv, metric = `missing`).", ""]
+    lines += ["## Results (pp)", ""]
+    lines.append(markdown_table(summary_df, index_label="method", signed=True))
+    return "\n".join(lines)

@@ -1,0 +1,19 @@
+"""Training hyperparameters and their defaults (no heavy imports: the Snakefile reads this)."""
+
+# Defaults of every training hyperparameter (config `stages.defaults` overrides them).
+DEFAULT_HPARAMS = {
+    "lr": 5e-6,
+    "steps": None,          # max optimizer steps; when null, `epochs` decides
+    "epochs": 1.0,
+    "batch_size": 1,        # per device
+    "grad_accum": 1,
+    "warmup_ratio": 0.03,
+    "scheduler": "cosine",
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "role_lr": {},          # e.g. {vision_tower: 2.0e-6}
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "seed": 0,
+    "limit": None,          # train on the first N examples only (smoke runs)
+}

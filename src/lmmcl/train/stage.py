@@ -1,0 +1,136 @@
+"""One stage of the sequence, and the base model (stage 0).
+
+A stage loads its parent's checkpoint (the previous stage, or the base), applies its recipe,
+trains on its task's data, saves `model/` and then writes `manifest.json` last (atomically).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+
+from .. import __version__, recipes
+from ..models.io import (atomic_write_json, checkpoint_of, file_hashes, load_model, read_manifest,
+                         save_model_atomic, sha256_file)
+
+MODEL_DIR = "model"
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    return {"lmmcl": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def config_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_training_data(paths: list[str | Path]):
+    """Concatenate parquet splits of the data contract, keeping the common columns."""
+    import datasets
+
+    from ..data.contract import REQUIRED_COLUMNS, validate_split
+
+    parts = []
+    for p in paths:
+        validate_split(p)
+        ds = datasets.load_dataset("parquet", data_files=str(p), split="train")
+        parts.append(ds.select_columns(list(REQUIRED_COLUMNS)))
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def _data_record(paths) -> list[dict]:
+    return [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
+
+
+def _set_threads(threads: int | None):
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_manifest: str | Path,
+                method: str, recipe: str, hparams: dict, extra_recipes: dict | None = None,
+                stage: int | None = None, task: str | None = None, threads: int | None = None) -> dict:
+    from .trainer import fit
+
+    _set_threads(threads)
+    out_manifest = Path(out_manifest)
+    stage_dir = out_manifest.parent
+    parent = read_manifest(parent_manifest)
+    model, processor = load_model(checkpoint_of(parent_manifest))
+    trainable = recipes.apply(model, recipe, extra=extra_recipes)
+    dataset = load_training_data(data)
+    metrics = fit(model, processor, dataset, hparams, stage_dir / "trainer")
+    save_model_atomic(model, processor, stage_dir / MODEL_DIR)
+    manifest = {
+        "kind": "stage",
+        "experiment": parent.get("experiment"),
+        "method": method,
+        "stage": stage,
+        "task": task,
+        "family": parent.get("family"),
+        "parent": str(Path(parent_manifest)),
+        "parent_stage": parent.get("stage", 0),
+        "checkpoint": MODEL_DIR,
+        "checkpoint_is_local": True,
+        "recipe": recipe,
+        "hyperparameters": hparams,
+        "config_hash": config_hash({"recipe": recipe, "hparams": hparams, "extra": extra_recipes}),
+        "trainable": trainable,
+        "data": _data_record(data),
+        "n_train_examples": len(dataset),
+        "metrics": metrics,
+        "hashes": file_hashes(stage_dir / MODEL_DIR),
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_json(out_manifest, manifest)
+    return manifest
+
+
+def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, data: list[str | Path],
+               hparams: dict, seed: int = 0, threads: int | None = None) -> dict:
+    """Stage 0. For the tiny family: build from a seeded config and pre-train on the held-out
+    skills (so the base has abilities that later stages can forget). For real families: a
+    manifest that points at the published checkpoint (downloaded by whoever loads it)."""
+    out_manifest = Path(out_manifest)
+    family = model_cfg["family"]
+    manifest = {"kind": "base", "experiment": experiment, "method": None, "stage": 0, "task": "base",
+                "family": family, "versions": _versions()}
+    if family != "tiny_llava":
+        manifest.update(checkpoint=model_cfg["checkpoint"], checkpoint_is_local=False,
+                        config_hash=config_hash(model_cfg))
+        atomic_write_json(out_manifest, manifest)
+        return manifest
+
+    from ..models.tiny import TinySpec, build_tiny_llava
+    from .trainer import fit
+
+    _set_threads(threads)
+    spec = TinySpec.from_dict(model_cfg.get("tiny"))
+    model, processor = build_tiny_llava(spec, seed=seed)
+    trainable = recipes.apply(model, "full")
+    metrics = None
+    n = 0
+    if data:
+        dataset = load_training_data(data)
+        n = len(dataset)
+        metrics = fit(model, processor, dataset, hparams, out_manifest.parent / "trainer")
+    save_model_atomic(model, processor, out_manifest.parent / MODEL_DIR)
+    manifest.update(
+        checkpoint=MODEL_DIR, checkpoint_is_local=True, tiny_spec=spec.__dict__, seed=seed,
+        recipe="full", hyperparameters=hparams, trainable=trainable,
+        config_hash=config_hash({"model": model_cfg, "hparams": hparams, "seed": seed}),
+        data=_data_record(data), n_train_examples=n, metrics=metrics,
+        hashes=file_hashes(out_manifest.parent / MODEL_DIR),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    atomic_write_json(out_manifest, manifest)
+    return manifest

@@ -1,0 +1,49 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmmcl.config import ConfigError, Plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def cfg():
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def test_default_config_plans(cfg):
+    plan = Plan(cfg)
+    assert plan.sequence == ["syn_birds", "syn_count", "syn_texture", "syn_words", "syn_clock"]
+    assert {"sa_proj", "mlp_gate_up", "llm", "full"} <= set(plan.methods)
+    assert [s.name for s in plan.stages("full")][0] == "stage1_syn_birds"
+
+
+def test_hparam_precedence(cfg):
+    cfg = copy.deepcopy(cfg)
+    cfg["stages"] = {"defaults": {"lr": 1e-3, "steps": 10}, "syn_count": {"lr": 2e-3}}
+    cfg["methods"]["sa_proj"] = {"recipe": "sa_proj", "lr": 5e-3, "stages": {"syn_count": {"steps": 7}}}
+    plan = Plan(cfg)
+    assert plan.hparams("full", "syn_birds")["lr"] == 1e-3            # defaults
+    assert plan.hparams("sa_proj", "syn_birds")["lr"] == 5e-3         # method over defaults
+    assert plan.hparams("sa_proj", "syn_count")["lr"] == 2e-3         # stage over method
+    assert plan.hparams("sa_proj", "syn_count")["steps"] == 7         # method's stage override last
+    assert plan.hparams("full", "syn_count")["steps"] == 10
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["methods"].update(x={"recipe": "sa_prj"}), "unknown recipe 'sa_prj'"),
+    (lambda c: c["benchmarks"].update(held_out=["syn_colour"]), "unknown benchmark 'syn_colour'"),
+    (lambda c: c.update(sequence=["syn_birds", "syn_count", "syn_birds"]), "'syn_birds' appears twice"),
+    (lambda c: c.update(sequence=["syn_bird"]), "unknown task 'syn_bird'"),
+    (lambda c: c["stages"].update(syn_colour={"lr": 1e-3}), "'syn_colour' is not a task of the sequence"),
+    (lambda c: c["methods"]["full"].update(lrr=1e-3), r"unknown key\(s\) \['lrr'\]"),
+    (lambda c: c["methods"].clear(), "at least one method"),
+])
+def test_bad_config_names_the_value(cfg, mutate, message):
+    cfg = copy.deepcopy(cfg)
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=message):
+        Plan(cfg)

@@ -1,0 +1,232 @@
+"""Tests for the parquet data contract and the synthetic skills."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from lmmcl.data import contract, synthetic
+from lmmcl.data.contract import REQUIRED_COLUMNS, read_split, validate_split, write_split
+from lmmcl.data.synthetic import SKILLS, generate, write_skill
+
+N = 40
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _record(i: int = 0, **overrides) -> dict:
+    rec = {
+        "id": f"r{i}",
+        "image": Image.new("RGB", (8, 8), (i, 0, 0)),
+        "question": "q?",
+        "answer": "a",
+        "task": "t",
+    }
+    rec.update(overrides)
+    return rec
+
+
+# ------------------------------------------------------------------ determinism
+def test_same_seed_same_bytes_different_seed_different(tmp_path):
+    a = write_skill("syn_count", "train", 30, seed=1, out_path=tmp_path / "a.parquet")
+    b = write_skill("syn_count", "train", 30, seed=1, out_path=tmp_path / "b.parquet")
+    c = write_skill("syn_count", "train", 30, seed=2, out_path=tmp_path / "c.parquet")
+    assert _sha(a) == _sha(b)
+    assert _sha(a) != _sha(c)
+
+
+# ------------------------------------------------------------------ every skill
+@pytest.mark.parametrize("skill", list(SKILLS))
+@pytest.mark.parametrize("image_size", [32, 48])
+def test_skill_records(skill, image_size):
+    spec = SKILLS[skill]
+    records = generate(skill, "train", N, seed=0, image_size=image_size)
+    assert len(records) == N
+    extras = set(records[0]) - set(REQUIRED_COLUMNS)
+    assert extras, "every skill has task-specific columns"
+    for i, rec in enumerate(records):
+        assert set(rec) == set(REQUIRED_COLUMNS) | extras
+        assert rec["id"] == f"{skill}_train_{i:05d}"
+        assert rec["task"] == skill
+        assert rec["question"] and rec["answer"]
+        assert rec["answer"] in spec.answers
+        assert rec["image"].mode == "RGB"
+        assert rec["image"].size == (image_size, image_size)
+        if "label" in rec:
+            assert rec["label"] in spec.classes
+
+
+@pytest.mark.parametrize("skill", list(SKILLS))
+def test_skill_parquet_roundtrip_and_splits_differ(skill, tmp_path):
+    train = write_skill(skill, "train", N, seed=0, out_path=tmp_path / "train.parquet")
+    test = write_skill(skill, "test", N, seed=0, out_path=tmp_path / "test.parquet")
+    validate_split(train)
+    ds = read_split(train)
+    assert len(ds) == N
+    assert set(REQUIRED_COLUMNS) <= set(ds.column_names)
+    assert isinstance(ds[0]["image"], Image.Image)
+    assert ds[0]["image"].size == (32, 32)
+    # What lmms-eval does: load_dataset("parquet") hands the image back as PIL.
+    hf = datasets.load_dataset(
+        "parquet", data_files=str(train), split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert isinstance(hf[0]["image"], Image.Image)
+    gen = generate(skill, "train", N, seed=0)
+    assert list(hf["answer"]) == [r["answer"] for r in gen]
+    assert list(ds[0]["image"].getdata()) == list(gen[0]["image"].getdata())
+    # train and test come from different RNG streams
+    te = read_split(test)
+    assert [im.tobytes() for im in ds["image"]] != [im.tobytes() for im in te["image"]]
+    assert gen[0]["image"].tobytes() != generate(skill, "test", 1, seed=0)[0]["image"].tobytes()
+
+
+def test_generate_errors():
+    with pytest.raises(ValueError, match="syn_nope.*syn_birds"):
+        generate("syn_nope", "train", 5, 0)
+    with pytest.raises(ValueError):
+        generate("syn_color", "train", 0, 0)
+
+
+def test_sizes_48_64():
+    for skill in SKILLS:
+        for size in (48, 64):
+            assert generate(skill, "train", 2, 0, image_size=size)[0]["image"].size == (size, size)
+
+
+# ------------------------------------------------------------------ skill specifics
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_birds_options(shuffle):
+    records = generate("syn_birds", "train", 200, seed=0, shuffle_options=shuffle)
+    letters = Counter()
+    for rec in records:
+        options = json.loads(rec["options"])
+        assert len(options) == 4 and len(set(options)) == 4
+        assert set(options) <= set(synthetic.BIRD_NAMES)
+        assert rec["answer"] in "ABCD" and len(rec["answer"]) == 1
+        assert options["ABCD".index(rec["answer"])] == rec["label"]
+        for letter, name in zip("ABCD", options):
+            assert f"\n{letter}. {name}\n" in rec["question"]
+        letters[rec["answer"]] += 1
+    assert set(letters) == set("ABCD")
+    assert min(letters.values()) >= 30  # expected 50 each
+    if shuffle:  # the study's format: six species, seeded distractors
+        assert len({r["label"] for r in records}) == 6
+        assert len({r["options"] for r in records}) > 20
+    else:  # fixed order over the first four species: the letter names the species
+        assert {r["options"] for r in records} == {json.dumps(list(synthetic.BIRD_NAMES[:4]))}
+
+
+def test_count_answers():
+    for rec in generate("syn_count", "train", 200, seed=0):
+        n, label = rec["count"], rec["label"]
+        assert 1 <= n <= 4
+        assert label in ("squares", "circles")
+        assert rec["question"] == f"How many {label} are in this image?"
+        verb = "is" if n == 1 else "are"
+        assert rec["answer"] == f"There {verb} {n} {label} in this image."
+    assert {r["count"] for r in generate("syn_count", "train", 200, seed=0)} == {1, 2, 3, 4}
+
+
+def test_clock_answers():
+    records = generate("syn_clock", "train", 200, seed=0)
+    for rec in records:
+        assert 1 <= rec["hour"] <= 12
+        assert rec["minute"] in (0, 30)
+        assert rec["answer"] == f"{rec['hour']:02d}:{rec['minute']:02d}"
+        assert re.fullmatch(r"\d\d:\d\d", rec["answer"])
+    assert {r["minute"] for r in records} == {0, 30}
+
+
+def test_words_answers():
+    for rec in generate("syn_words", "train", N, seed=0):
+        assert rec["answers"] == [rec["answer"]] * 10
+        assert rec["answer"] in synthetic.WORDS
+
+
+def test_texture_yes_no_balanced():
+    answers = Counter(r["answer"] for r in generate("syn_texture", "train", 200, seed=0))
+    assert set(answers) == {"yes", "no"} and min(answers.values()) >= 70
+
+
+# ------------------------------------------------------------------ contract
+def test_contract_missing_column(tmp_path):
+    rec = _record()
+    del rec["answer"]
+    with pytest.raises(ValueError, match="answer"):
+        write_split([rec], tmp_path / "x.parquet")
+    with pytest.raises(ValueError, match="question"):
+        write_split([_record(question="")], tmp_path / "x.parquet")
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_contract_duplicate_id(tmp_path):
+    with pytest.raises(ValueError, match="dup7"):
+        write_split([_record(0, id="dup7"), _record(1, id="dup7")], tmp_path / "x.parquet")
+
+
+def test_contract_bad_image_names_record(tmp_path):
+    with pytest.raises(ValueError, match="r3.*image"):
+        write_split([_record(3, image="not an image")], tmp_path / "x.parquet")
+
+
+def test_contract_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "sub" / "x.parquet"
+
+    def boom(self, path, *a, **k):
+        with open(path, "wb") as f:  # a partial file exists when the failure hits
+            f.write(b"PAR1 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_split([_record(0), _record(1)], out)
+    assert not out.exists()
+    assert list(out.parent.iterdir()) == []
+
+
+def test_contract_failed_overwrite_keeps_old_file(tmp_path, monkeypatch):
+    out = write_split([_record(0)], tmp_path / "x.parquet")
+    before = _sha(out)
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", lambda *a, **k: (_ for _ in ()).throw(OSError("x")))
+    with pytest.raises(OSError):
+        write_split([_record(1)], out)
+    assert _sha(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]
+
+
+def test_contract_features_and_bytes(tmp_path):
+    png = Image.new("RGB", (4, 4), (1, 2, 3))
+    import io
+
+    buf = io.BytesIO()
+    png.save(buf, format="PNG")
+    recs = [_record(0, image=buf.getvalue(), score=[1.0]), _record(1, score=[2.0])]
+    out = write_split(recs, tmp_path / "f.parquet", features={"score": datasets.Sequence(datasets.Value("float32"))})
+    ds = read_split(out)
+    assert isinstance(ds.features["image"], datasets.Image)
+    assert ds.features["id"] == datasets.Value("string")
+    assert ds[0]["image"].getpixel((0, 0)) == (1, 2, 3)
+    assert ds[1]["score"] == [2.0]
+
+
+def test_validate_split_missing_columns(tmp_path):
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"id": ["a"], "question": ["q"]}), path)
+    with pytest.raises(ValueError, match=r"bad\.parquet.*image.*answer.*task"):
+        validate_split(path)
+    with pytest.raises(ValueError):
+        read_split(path)
+
+
+def test_contract_module_constants():
+    assert contract.REQUIRED_COLUMNS == ("id", "image", "question", "answer", "task")

@@ -1,0 +1,46 @@
+# Evaluation with lmms-eval: one job per checkpoint writes one JSON per benchmark (process
+# start-up costs more than the tiny model's compute). The base is evaluated once and shared.
+
+EVAL_PARAMS = dict(
+    benchmarks=" ".join(BENCHMARKS),
+    limit=f"--limit {config['evaluation']['limit']}" if config["evaluation"]["limit"] else "",
+    device=config["evaluation"]["device"],
+)
+
+
+rule evaluate_base:
+    input:
+        manifest=f"{RES}/base/manifest.json",
+        data=[test_split(b) for b in BENCHMARKS],
+    output:
+        eval_outputs(f"{RES}/evals/base"),
+    params:
+        **EVAL_PARAMS,
+        out_dir=f"{RES}/evals/base",
+    threads: RESOURCES["eval_threads"]
+    resources:
+        gpu=RESOURCES["gpus"],
+    log:
+        f"{RES}/logs/evals/base.log",
+    shell:
+        "lmmcl evaluate --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
+        "--out-dir {params.out_dir} {params.limit} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule evaluate_stage:
+    input:
+        manifest=f"{RES}/{{method}}/stage{{k}}_{{task}}/manifest.json",
+        data=[test_split(b) for b in BENCHMARKS],
+    output:
+        eval_outputs(f"{RES}/evals/{{method}}/stage{{k}}_{{task}}"),
+    params:
+        **EVAL_PARAMS,
+        out_dir=lambda w: f"{RES}/evals/{w.method}/stage{w.k}_{w.task}",
+    threads: RESOURCES["eval_threads"]
+    resources:
+        gpu=RESOURCES["gpus"],
+    log:
+        f"{RES}/logs/evals/{{method}}/stage{{k}}_{{task}}.log",
+    shell:
+        "lmmcl evaluate --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
+        "--out-dir {params.out_dir} {params.limit} --device {params.device} --threads {threads} > {log} 2>&1"
