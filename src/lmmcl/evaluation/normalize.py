@@ -1,0 +1,155 @@
+"""Turn an lmms-eval results dict (+ logged samples) into lmmcl's per-benchmark records.
+
+lmms-eval reports ``results[task]["<metric>,<filter>"]`` as a fraction (e.g.
+``"exact_match,none"``; built-in ai2d uses ``"exact_match,flexible-extract"``) next to
+``"<metric>_stderr,<filter>"`` keys and an ``alias``. We report every metric ×100 (0-100),
+pick the primary metric (registry metric for registry benchmarks, else the task config's
+first ``metric_list`` entry, else the first metric), and count empty answers from the samples.
+Layout: shared/reference/feasibility_ml.md §6.3.
+"""
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+__all__ = ["normalize_results", "parse_metrics", "sample_rows", "lmms_eval_version", "dumps_jsonl"]
+
+
+def lmms_eval_version() -> str | None:
+    """The installed lmms-eval package version. (results["lmms_eval_version"] is NOT that: it is
+    "<branch>@<commit>" of the git repository in the current directory.)"""
+    try:
+        return metadata.version("lmms_eval")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def parse_metrics(task_results: dict) -> dict[str, float]:
+    """{"metric" or "metric,filter": value ×100} from one ``results[task]`` entry.
+
+    The filter is dropped when it is "none" or the only filter of that metric. Stderr keys,
+    ``alias`` and non-numeric values ("N/A") are skipped.
+    """
+    by_metric: dict[str, dict[str, float]] = {}
+    for key, value in task_results.items():
+        if key == "alias" or "," not in key:
+            continue
+        metric, flt = key.split(",", 1)
+        if metric.endswith("_stderr") or "_stderr_" in metric:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        by_metric.setdefault(metric, {})[flt] = float(value) * 100.0
+    out: dict[str, float] = {}
+    for metric, filters in by_metric.items():
+        for flt, v in filters.items():
+            key = metric if (flt == "none" or len(filters) == 1) else f"{metric},{flt}"
+            out[key] = v
+    return out
+
+
+def _primary_metric(benchmark: str, task: str, scores: dict, results: dict, registry: dict) -> str:
+    candidates = []
+    if benchmark in registry:
+        candidates.append(registry[benchmark].get("metric"))
+    cfg = (results.get("configs") or {}).get(task) or {}
+    for m in cfg.get("metric_list") or []:
+        if isinstance(m, dict) and m.get("metric"):
+            candidates.append(m["metric"])
+    for c in candidates:
+        if c is None:
+            continue
+        if c in scores:
+            return c
+        prefixed = [k for k in scores if k.split(",", 1)[0] == c]
+        if prefixed:
+            return sorted(prefixed)[0]
+    if not scores:
+        raise ValueError(f"task {task!r} (benchmark {benchmark!r}) has no numeric metric in its results")
+    return next(iter(scores))
+
+
+def _response(sample: dict) -> str:
+    for key in ("filtered_resps", "resps"):
+        r = sample.get(key)
+        while isinstance(r, (list, tuple)):
+            r = r[0] if r else None
+        if r is not None:
+            return str(r)
+    return ""
+
+
+def sample_rows(samples: list[dict], metric: str) -> list[dict]:
+    """One row per logged sample: doc id, question, target, response, score (of `metric`)."""
+    base = metric.split(",", 1)[0]
+    rows = []
+    for s in samples:
+        doc = s.get("doc") or {}
+        value = s.get(base)
+        rows.append({
+            "doc_id": s.get("doc_id"),
+            "id": doc.get("id"),
+            "question": doc.get("question"),
+            "target": s.get("target"),
+            "response": _response(s),
+            "score": float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
+        })
+    return rows
+
+
+def normalize_results(results: dict, benchmark_of_task: dict, samples: dict | None = None,
+                      registry: dict | None = None, task_hashes: dict | None = None) -> dict[str, dict]:
+    """{benchmark: record} for every task in ``benchmark_of_task`` ({task: benchmark}).
+
+    ``results`` is what ``simple_evaluate`` returns (or a stored results.json); ``samples``
+    is ``{task: [logged sample, ...]}`` (defaults to ``results["samples"]``). A record holds
+    benchmark, task, metric, score (primary ×100), scores (all ×100), n, n_empty (None without
+    samples), lmms_eval_version, task_hash and samples (the jsonl file name, or None).
+
+    ``task_hashes`` ({task: hash}) overrides ``results["task_hashes"]``. Note that lmms-eval's
+    own task hashes are useless here: its per-sample ``doc_hash`` hashes ``Instance.doc``, which
+    0.7.3 leaves None, so every task with the same number of samples gets the same hash.
+    Raises KeyError naming a task that is missing from the results.
+    """
+    if registry is None:
+        from lmmcl.config import benchmark_registry
+
+        registry = benchmark_registry()
+    per_task = results.get("results", results) if isinstance(results.get("results"), dict) else results
+    if samples is None:
+        samples = results.get("samples") if isinstance(results.get("samples"), dict) else None
+    n_samples = results.get("n-samples") or {}
+    stored_hashes = results.get("task_hashes") or {}
+    version = lmms_eval_version()
+
+    out: dict[str, dict] = {}
+    for task, benchmark in benchmark_of_task.items():
+        if task not in per_task:
+            raise KeyError(f"task {task!r} (benchmark {benchmark!r}) is not in the lmms-eval results; "
+                           f"tasks there: {sorted(per_task)}")
+        scores = parse_metrics(per_task[task])
+        metric = _primary_metric(benchmark, task, scores, results, registry)
+        task_samples = (samples or {}).get(task)
+        n = (n_samples.get(task) or {}).get("effective")
+        if n is None and task_samples is not None:
+            n = len(task_samples)
+        n_empty = None
+        if task_samples is not None:
+            n_empty = sum(1 for s in task_samples if not _response(s).strip())
+        out[benchmark] = {
+            "benchmark": benchmark,
+            "task": task,
+            "metric": metric,
+            "score": scores[metric],
+            "scores": scores,
+            "n": n,
+            "n_empty": n_empty,
+            "lmms_eval_version": version,
+            "task_hash": (task_hashes or {}).get(task) or stored_hashes.get(task),
+            "samples": f"{benchmark}.samples.jsonl" if task_samples is not None else None,
+        }
+    return out
+
+
+def dumps_jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)

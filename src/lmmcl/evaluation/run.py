@@ -1,0 +1,138 @@
+"""Evaluate one checkpoint on several benchmarks with ONE in-process lmms-eval run.
+
+Process start-up and imports (~4 s for lmms_eval) cost more than the tiny model's compute, so
+all benchmarks of a checkpoint go through a single ``simple_evaluate`` call, with a
+``TaskManager`` that indexes only our generated tasks (``include_defaults=False`` skips the
+~2000 built-in task YAMLs). Outputs per benchmark, written atomically:
+``<out_dir>/<benchmark>.samples.jsonl`` first, then ``<out_dir>/<benchmark>.json``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def _offline_env() -> None:
+    """Never reach the hub (unless the caller set these explicitly). huggingface_hub reads
+    them at import time, so this runs on import of this module and again in evaluate()."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+_offline_env()
+
+from lmmcl.evaluation import normalize, taskgen  # noqa: E402
+from lmmcl.models.io import atomic_write_json, atomic_write_text  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "lmmcl"  # the lmms_eval.models entry point (manifest.py)
+
+
+def _checkpoint_arg(checkpoint: str) -> str:
+    """Absolute local folder (or a hub id as given); lmms-eval's model_args string is split on
+    ',' and '=', so such characters cannot be passed through it."""
+    p = Path(checkpoint)
+    ckpt = str(p.resolve()) if p.exists() else str(checkpoint)
+    if p.exists() and not (p / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint folder {ckpt} has no config.json")
+    if "," in ckpt or "=" in ckpt:
+        raise ValueError(f"checkpoint path must not contain ',' or '=' (lmms-eval model_args): {ckpt}")
+    return ckpt
+
+
+def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: int | None = None,
+             device: str = "cpu") -> list[Path]:
+    """Evaluate `checkpoint` on `benchmarks`; return the written ``<benchmark>.json`` paths.
+
+    Raises ValueError (unknown benchmark) / FileNotFoundError (missing parquet or checkpoint)
+    before loading anything, RuntimeError if generation fails or if every answer of a
+    benchmark is empty (lmms-eval would silently score 0).
+    """
+    t0 = time.perf_counter()
+    _offline_env()
+    if isinstance(benchmarks, str):
+        benchmarks = [benchmarks]
+    benchmarks = list(dict.fromkeys(benchmarks))
+    ckpt = _checkpoint_arg(checkpoint)
+    out_dir = Path(out_dir)
+
+    with tempfile.TemporaryDirectory(prefix="lmmcl_eval_") as tmp:
+        tasks_dir = Path(tmp) / "tasks"
+        task_of = taskgen.write_tasks(benchmarks, data_root, tasks_dir, cache_dir=Path(tmp) / "hf_datasets")
+        benchmark_of_task = {t: b for b, t in task_of.items()}
+
+        t_import = time.perf_counter()
+        from lmms_eval import evaluator
+        from lmms_eval.tasks import TaskManager
+
+        from lmmcl.evaluation import model as lmmcl_model
+
+        t_run = time.perf_counter()
+        task_manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
+        results = evaluator.simple_evaluate(
+            model=MODEL_NAME,
+            model_args=f"pretrained={ckpt}",
+            tasks=list(task_of.values()),
+            task_manager=task_manager,
+            batch_size=1,
+            device=device,
+            log_samples=True,
+            limit=limit,
+            bootstrap_iters=0,
+        )
+        t_done = time.perf_counter()
+
+    if not results or "results" not in results:
+        raise RuntimeError(f"lmms-eval returned no results for checkpoint {ckpt}")
+    samples = results.get("samples") or {}
+    hashes = {task_of[b]: taskgen.task_hash(b, data_root, limit) for b in benchmarks}
+    records = normalize.normalize_results(results, benchmark_of_task, samples, task_hashes=hashes)
+    gen_seconds = lmmcl_model.last_task_seconds()
+
+    # Generation errors already raise (our wrapper does not swallow them). An empty answer can
+    # be genuine (a model that forgot a skill may stop at once) and is scored 0 and counted in
+    # n_empty; a checkpoint with no non-empty answer anywhere is broken, not forgetful.
+    empty = {b: r for b, r in records.items() if r["n"] and r["n_empty"] == r["n"]}
+    for bench, rec in empty.items():
+        log.warning("benchmark %r: all %d answers of %s are empty (scored 0)", bench, rec["n"], ckpt)
+    if records and len(empty) == len(records):
+        raise RuntimeError(
+            f"checkpoint {ckpt}: every answer on every benchmark ({', '.join(records)}) is empty; "
+            "the model or its chat template/generation config is broken - refusing to record scores of 0"
+        )
+
+    paths = []
+    for bench in benchmarks:
+        rec = records[bench]
+        task = rec["task"]
+        rows = normalize.sample_rows(samples.get(task, []), rec["metric"])
+        atomic_write_text(out_dir / f"{bench}.samples.jsonl", normalize.dumps_jsonl(rows))
+        record = {
+            "benchmark": bench,
+            "task": task,
+            "metric": rec["metric"],
+            "score": rec["score"],
+            "scores": rec["scores"],
+            "n": rec["n"],
+            "n_empty": rec["n_empty"],
+            "checkpoint": ckpt,
+            "lmms_eval_version": rec["lmms_eval_version"],
+            "task_hash": rec["task_hash"],
+            # generation time of this benchmark; the whole call's breakdown is in "timing"
+            "seconds": round(gen_seconds.get(task, 0.0), 3),
+            "samples": rec["samples"],
+            "limit": limit,
+            "device": device,
+            "timing": {
+                "total": round(t_done - t0, 3),
+                "import": round(t_run - t_import, 3),
+                "simple_evaluate": round(t_done - t_run, 3),
+            },
+        }
+        paths.append(atomic_write_json(out_dir / f"{bench}.json", record))
+    log.info("evaluated %s on %d benchmarks in %.1f s", ckpt, len(benchmarks), time.perf_counter() - t0)
+    return paths

@@ -1,0 +1,288 @@
+"""Scoring functions: ``(prediction: str, doc: dict) -> float`` in [0, 1]. Pure Python.
+
+Each scorer mirrors how the original study scored the benchmark its synthetic skill stands in
+for (shared/reference/lmm_cl_spec.md §3.2), with the study's parsing bugs fixed:
+
+- ``mc_letter``: the study took the first standalone letter, so "I think C" scored as "i".
+- ``count``: the study replaced number words by *substring*, so "nineteen" became 9 and "none" 1.
+- ``clock``: the study compared hours exactly (12 != 0, 15 != 3); we compare modulo 12 unless
+  ``exact_hours=True`` (or the module switch ``EXACT_HOURS``) asks for the study's behaviour.
+
+``SCORERS`` maps the registry's ``scorer`` names to these functions. An empty prediction
+always scores 0.
+"""
+from __future__ import annotations
+
+import json
+import re
+import string
+from typing import Callable
+
+__all__ = [
+    "SCORERS", "EXTRA_METRICS", "EXACT_HOURS", "score", "score_all",
+    "mc_letter", "count", "yesno", "vqa", "clock", "clock_parts", "exact",
+    "parse_letter", "parse_count", "parse_time", "normalize_answer",
+]
+
+# Module-level switch for `clock`: True reproduces the study's exact hour comparison.
+EXACT_HOURS = False
+
+_PUNCT_RE = re.compile(f"[{re.escape(string.punctuation)}]")
+_WS_RE = re.compile(r"\s+")
+_ARTICLES = {"a", "an", "the"}
+
+
+def _text(prediction) -> str:
+    return "" if prediction is None else str(prediction).strip()
+
+
+def _basic_norm(text: str) -> str:
+    """Lowercase, punctuation -> space, collapse whitespace."""
+    return _WS_RE.sub(" ", _PUNCT_RE.sub(" ", text.lower())).strip()
+
+
+# ------------------------------------------------------------------------------ mc_letter
+_LETTERS = string.ascii_uppercase
+
+
+def _options(doc: dict) -> list[str]:
+    opts = doc.get("options")
+    if opts is None:
+        return []
+    if isinstance(opts, str):
+        try:
+            opts = json.loads(opts)
+        except json.JSONDecodeError:
+            return []
+    if isinstance(opts, dict):  # {"A": "robin", ...}
+        return [str(opts[k]) for k in sorted(opts)]
+    return [str(o) for o in opts]
+
+
+_LONE_RE = re.compile(r"^[\(\[]?\s*([A-Za-z])\s*[\)\]]?\s*[.:)]?$")
+_KEYWORD_RE = re.compile(
+    r"\b(?i:answer|option|choice)\b(?:\s+is)?\s*[:\-]?\s*"
+    r"(?:[\(\[]?([A-Z])(?![A-Za-z])|[\(\[]([a-z])[\)\]]|([a-z])(?=\s*[.)]?\s*$))"
+)
+_LEADING_RE = re.compile(r"^[\(\[]?([A-Z])(?:[\)\]][.:]?|[.:])(?:\s|$)")
+_STANDALONE_RE = re.compile(r"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])")
+
+
+def parse_letter(prediction: str, options: list[str] | None = None) -> str | None:
+    """Return the chosen option letter (upper case) or None.
+
+    Order: a lone letter ("c", "C.", "(C)"); a keyword ("Answer: C", "The answer is (C)");
+    a leading letter with punctuation ("C) robin", "C. robin"); the exact text of an option
+    ("robin" -> its letter); otherwise the single distinct upper-case standalone letter left
+    after dropping the pronoun "I" and the article "A" ("I think C" -> C). Ambiguous -> None.
+    """
+    text = _text(prediction)
+    if not text:
+        return None
+    options = options or []
+    valid = set(_LETTERS[: len(options)]) if options else set(_LETTERS)
+
+    m = _LONE_RE.match(text)
+    if m and m.group(1).upper() in valid:
+        return m.group(1).upper()
+    m = _KEYWORD_RE.search(text)
+    if m:
+        letter = (m.group(1) or m.group(2) or m.group(3)).upper()
+        if letter in valid:
+            return letter
+    m = _LEADING_RE.match(text)
+    if m and m.group(1) in valid:
+        return m.group(1)
+    if options:
+        norm = _basic_norm(text)
+        for i, opt in enumerate(options):
+            if norm and norm == _basic_norm(opt):
+                return _LETTERS[i]
+    found = []
+    for m in _STANDALONE_RE.finditer(text):
+        letter = m.group(1)
+        if letter not in valid:
+            continue
+        rest = text[m.end():]
+        if letter in ("I", "A") and re.match(r"\s+[a-z]", rest):
+            continue  # pronoun / article ("I think", "A bird")
+        if letter not in found:
+            found.append(letter)
+    return found[0] if len(found) == 1 else None
+
+
+def mc_letter(prediction: str, doc: dict) -> float:
+    options = _options(doc)
+    pred = parse_letter(prediction, options)
+    gold = parse_letter(str(doc.get("answer", "")), options)
+    return float(pred is not None and pred == gold)
+
+
+# ---------------------------------------------------------------------------------- count
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+        "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_NUMBER_WORDS["none"] = 0  # "How many ...?" -> "None."
+_COUNT_RE = re.compile(r"\b(\d+|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b")
+
+
+def parse_count(text) -> int | None:
+    """First integer in the text: digits or a number word zero..twenty (or "none" = 0),
+    matched as a whole word ("nineteen" -> 19, "nonetheless" -> nothing)."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return text
+    m = _COUNT_RE.search(_text(text).lower())
+    if not m:
+        return None
+    tok = m.group(1)
+    return int(tok) if tok.isdigit() else _NUMBER_WORDS[tok]
+
+
+def count(prediction: str, doc: dict) -> float:
+    pred = parse_count(_text(prediction))
+    gold = doc.get("count")
+    gold = parse_count(gold) if gold is not None else parse_count(str(doc.get("answer", "")))
+    return float(pred is not None and gold is not None and pred == gold)
+
+
+# ---------------------------------------------------------------------------------- yesno
+def _first_word(text: str) -> str | None:
+    m = re.search(r"[a-z]+", text.lower())
+    return m.group(0) if m else None
+
+
+def yesno(prediction: str, doc: dict) -> float:
+    pred = _first_word(_text(prediction))
+    gold = _first_word(str(doc.get("answer", "")))
+    return float(pred in ("yes", "no") and pred == gold)
+
+
+# ------------------------------------------------------------------------------------ vqa
+_DIGITS = {w: str(i) for w, i in _NUMBER_WORDS.items() if i <= 10 and w != "none"}
+
+
+def normalize_answer(text) -> str:
+    """VQA-style normalisation: lowercase, punctuation stripped (apostrophes dropped, other
+    marks -> space), articles removed, number words zero..ten -> digits, whitespace collapsed."""
+    t = _text(text).lower().replace("'", "").replace("\u2019", "")
+    t = _PUNCT_RE.sub(" ", t)
+    words = [_DIGITS.get(w, w) for w in t.split() if w not in _ARTICLES]
+    return " ".join(words)
+
+
+def _gold_answers(doc: dict) -> list[str]:
+    answers = doc.get("answers")
+    if isinstance(answers, str):
+        try:
+            answers = json.loads(answers)
+        except json.JSONDecodeError:
+            answers = [answers]
+    if answers is None or len(answers) == 0:
+        answers = [doc.get("answer", "")]
+    return [str(a) for a in answers]
+
+
+def vqa(prediction: str, doc: dict) -> float:
+    """Standard VQA accuracy: for each gold answer i, min(1, matches among the others / 3),
+    averaged. With a single gold answer (no ``answers`` column) it is exact match."""
+    pred = normalize_answer(prediction)
+    if not pred:
+        return 0.0
+    golds = [normalize_answer(a) for a in _gold_answers(doc)]
+    if len(golds) == 1:
+        return float(pred == golds[0])
+    accs = []
+    for i in range(len(golds)):
+        others = golds[:i] + golds[i + 1:]
+        accs.append(min(1.0, sum(g == pred for g in others) / 3.0))
+    return sum(accs) / len(accs)
+
+
+# ---------------------------------------------------------------------------------- clock
+_TIME_COLON_RE = re.compile(r"(?<!\d)(\d{1,2})\s*:\s*(\d{1,2})(?!\d)")
+_TIME_SPACE_RE = re.compile(r"(?<!\d)(\d{1,2})\s+(\d{2})(?!\d)")
+
+
+def parse_time(text) -> tuple[int, int] | None:
+    """(hour, minute) from "H:MM" / "HH:MM" (first occurrence) or "H MM"; None if absent or
+    out of range (hour 0..24, minute 0..59)."""
+    t = _text(text)
+    for rx in (_TIME_COLON_RE, _TIME_SPACE_RE):
+        for m in rx.finditer(t):
+            h, mi = int(m.group(1)), int(m.group(2))
+            if 0 <= h <= 24 and 0 <= mi <= 59:
+                return h, mi
+    return None
+
+
+def _gold_time(doc: dict) -> tuple[int, int] | None:
+    if doc.get("hour") is not None and doc.get("minute") is not None:
+        return int(doc["hour"]), int(doc["minute"])
+    return parse_time(doc.get("answer", ""))
+
+
+def clock_parts(prediction: str, doc: dict, exact_hours: bool | None = None) -> dict[str, float]:
+    """{"hour", "minute", "both"} correctness. Hours modulo 12 unless exact_hours (default:
+    the module switch EXACT_HOURS); minutes within ±1 with wrap-around (59 vs 0 is correct),
+    as in the study (the hour is not carried over on the wrap, also as in the study)."""
+    exact_hours = EXACT_HOURS if exact_hours is None else exact_hours
+    pred, gold = parse_time(prediction), _gold_time(doc)
+    if pred is None or gold is None:
+        return {"hour": 0.0, "minute": 0.0, "both": 0.0}
+    (ph, pm), (gh, gm) = pred, gold
+    hour_ok = ph == gh if exact_hours else ph % 12 == gh % 12
+    d = abs(pm - gm)
+    minute_ok = d <= 1 or d == 59
+    return {"hour": float(hour_ok), "minute": float(minute_ok), "both": float(hour_ok and minute_ok)}
+
+
+def clock(prediction: str, doc: dict, exact_hours: bool | None = None) -> float:
+    return clock_parts(prediction, doc, exact_hours)["both"]
+
+
+# ---------------------------------------------------------------------------------- exact
+def exact(prediction: str, doc: dict) -> float:
+    """Exact match after lowercasing, dropping punctuation and collapsing whitespace."""
+    pred = _basic_norm(_text(prediction))
+    return float(bool(pred) and pred == _basic_norm(str(doc.get("answer", ""))))
+
+
+# ------------------------------------------------------------------------------- registry
+SCORERS: dict[str, Callable[[str, dict], float]] = {
+    "mc_letter": mc_letter,
+    "count": count,
+    "yesno": yesno,
+    "vqa": vqa,
+    "clock": clock,
+    "exact": exact,
+}
+
+# Secondary metrics some scorers report next to the primary one (name -> function).
+EXTRA_METRICS: dict[str, dict[str, Callable[[str, dict], float]]] = {
+    "clock": {
+        "hour_acc": lambda p, d: clock_parts(p, d)["hour"],
+        "minute_acc": lambda p, d: clock_parts(p, d)["minute"],
+    },
+}
+
+
+def score(scorer: str, prediction: str, doc: dict) -> float:
+    try:
+        fn = SCORERS[scorer]
+    except KeyError:
+        raise ValueError(f"unknown scorer {scorer!r}; allowed: {sorted(SCORERS)}") from None
+    return fn(prediction, doc)
+
+
+def score_all(scorer: str, metric: str, prediction: str, doc: dict) -> dict[str, float]:
+    """{metric: primary score, **secondary metrics of the scorer}."""
+    out = {metric: score(scorer, prediction, doc)}
+    for name, fn in EXTRA_METRICS.get(scorer, {}).items():
+        out[name] = fn(prediction, doc)
+    return out

@@ -1,0 +1,88 @@
+"""lmms-eval task hooks for lmmcl benchmarks.
+
+`lmmcl.evaluation.taskgen` copies this file next to the task YAMLs it generates, because
+lmms-eval resolves `!function utils.<name>` relative to the YAML's folder. The file is
+therefore loaded as a stand-alone module named `utils`: it must only use absolute imports.
+
+Scoring is delegated to `lmmcl.evaluation.scoring`. A task YAML names its scorer and primary
+metric in the function name, `!function utils.process_results__<scorer>__<metric>` (resolved
+by the module-level `__getattr__` below), so the YAML alone says how it is scored. The plain
+`process_results` instead looks up `doc["task"]` in the benchmark registry.
+"""
+from __future__ import annotations
+
+import io
+import re
+
+from lmmcl.evaluation import scoring
+
+_PR_PREFIX = "process_results__"
+
+
+def doc_to_visual(doc):
+    """The doc's image as an RGB PIL image, in a list (lmms-eval expects a list of visuals)."""
+    from PIL import Image
+
+    img = doc["image"]
+    if isinstance(img, dict):  # parquet without HF feature metadata: {"bytes", "path"}
+        img = img.get("bytes") or img.get("path")
+    if isinstance(img, (bytes, bytearray)):
+        img = Image.open(io.BytesIO(img))
+    elif isinstance(img, str):
+        img = Image.open(img)
+    return [img.convert("RGB")]
+
+
+def _prompt_kwargs(lmms_eval_specific_kwargs) -> dict:
+    kw = lmms_eval_specific_kwargs or {}
+    if "pre_prompt" not in kw and "post_prompt" not in kw and isinstance(kw.get("default"), dict):
+        kw = kw["default"]
+    return kw
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    """pre_prompt + question + post_prompt (the task's `lmms_eval_specific_kwargs`)."""
+    kw = _prompt_kwargs(lmms_eval_specific_kwargs)
+    return f"{kw.get('pre_prompt', '') or ''}{doc['question']}{kw.get('post_prompt', '') or ''}"
+
+
+def doc_to_target(doc):
+    return doc["answer"]
+
+
+def _prediction(results) -> str:
+    if not results:
+        return ""
+    pred = results[0]
+    while isinstance(pred, (list, tuple)):  # tolerate nested responses
+        pred = pred[0] if pred else ""
+    return "" if pred is None else str(pred)
+
+
+def make_process_results(scorer: str, metric: str):
+    if scorer not in scoring.SCORERS:
+        raise ValueError(f"unknown scorer {scorer!r}; allowed: {sorted(scoring.SCORERS)}")
+
+    def process_results(doc, results, **_):
+        return scoring.score_all(scorer, metric, _prediction(results), doc)
+
+    process_results.__name__ = process_results.__qualname__ = f"{_PR_PREFIX}{scorer}__{metric}"
+    return process_results
+
+
+def process_results(doc, results, **_):
+    """Score with the registry's scorer and metric for `doc["task"]`."""
+    from lmmcl.config import benchmark_registry
+
+    reg = benchmark_registry()
+    task = doc.get("task")
+    if task not in reg:
+        raise ValueError(f"doc task {task!r} is not in the benchmark registry; allowed: {sorted(reg)}")
+    return scoring.score_all(reg[task]["scorer"], reg[task]["metric"], _prediction(results), doc)
+
+
+def __getattr__(name: str):
+    m = re.fullmatch(_PR_PREFIX + r"([a-z0-9_]+?)__([A-Za-z0-9_]+)", name)
+    if m:
+        return make_process_results(m.group(1), m.group(2))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,291 @@
+"""Evaluation through lmms-eval: task generation, the `lmmcl` model wrapper, run.evaluate, and
+the normalisation of lmms-eval's results dict. Runs in-process, offline, on a tiny model."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmmcl.evaluation import normalize, taskgen
+
+BENCHES = ["syn_color", "syn_count"]
+N_ROWS = 8
+DOC_KEYS = {"benchmark", "task", "metric", "score", "scores", "n", "n_empty", "checkpoint",
+            "lmms_eval_version", "task_hash", "seconds", "samples"}
+
+
+def _rows(bench: str):
+    from PIL import Image
+
+    colors = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 230, 20)}
+    rows = []
+    for i in range(N_ROWS):
+        name, rgb = list(colors.items())[i % 4]
+        img = Image.new("RGB", (32, 32), (255, 255, 255))
+        img.paste(rgb, (8, 8, 24, 24))
+        row = {"id": f"{bench}_test_{i:05d}", "image": img, "task": bench}
+        if bench == "syn_count":
+            n = i % 4 + 1
+            row.update(question="How many squares are in this image?", count=n,
+                       answer=f"There {'is' if n == 1 else 'are'} {n} square{'' if n == 1 else 's'} in this image.")
+        else:
+            row.update(question="What color is the square?", answer=name)
+        rows.append(row)
+    return rows
+
+
+def _write_parquet(path: Path, rows: list[dict]):
+    from datasets import Dataset, Features, Image, Value
+
+    feats = {"id": Value("string"), "image": Image(), "question": Value("string"),
+             "answer": Value("string"), "task": Value("string")}
+    if "count" in rows[0]:
+        feats["count"] = Value("int64")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Dataset.from_list(rows, features=Features(feats)).to_parquet(str(path))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Tiny checkpoint + fixture parquets + an isolated, offline HF environment.
+
+    Non-empty answers: the checkpoint is built with a fixed seed (`save_tiny_llava(seed=0)`)
+    and decoding is greedy (and lmms-eval seeds torch too), so the responses are deterministic;
+    with this seed the random model does not emit EOS first on these prompts. We chose this
+    over forcing `min_new_tokens`, which would change what is evaluated: a trained model that
+    answers with an immediate EOS must show up as an empty answer, not be hidden.
+    """
+    import torch
+
+    from lmmcl.models.tiny import TinySpec, save_tiny_llava
+
+    root = tmp_path_factory.mktemp("evaluation")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("HF_DATASETS_OFFLINE", "1")
+    mp.setenv("HF_HOME", str(root / "hf_home"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: extra threads only add contention (25x slower on 2 busy cores)
+    ckpt = save_tiny_llava(root / "ckpt", TinySpec(), seed=0)
+    data = root / "data"
+    for b in BENCHES:
+        _write_parquet(data / b / "test.parquet", _rows(b))
+    yield {"root": root, "ckpt": ckpt, "data": data}
+    torch.set_num_threads(threads)
+    mp.undo()
+
+
+# ------------------------------------------------------------------------------- taskgen
+def test_write_tasks(env, tmp_path):
+    tasks = taskgen.write_tasks(BENCHES, env["data"], tmp_path)
+    assert tasks == {b: f"lmmcl_{b}" for b in BENCHES}
+    assert (tmp_path / "utils.py").is_file()
+    text = (tmp_path / "lmmcl_syn_count.yaml").read_text()
+    assert "!function utils.doc_to_text" in text
+    assert "process_results: !function utils.process_results__count__count_acc" in text
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: f"fn:{node.value}")
+    cfg = yaml.load(text, Loader=Loader)
+    data_file = Path(cfg["dataset_kwargs"]["data_files"]["test"])
+    assert data_file.is_absolute() and data_file == (env["data"] / "syn_count" / "test.parquet").resolve()
+    assert cfg["task"] == "lmmcl_syn_count" and cfg["test_split"] == "test"
+    assert cfg["output_type"] == "generate_until" and cfg["dataset_path"] == "parquet"
+    assert cfg["generation_kwargs"] == {"max_new_tokens": 40, "do_sample": False, "temperature": 0, "num_beams": 1}
+    assert cfg["metric_list"] == [{"metric": "count_acc", "aggregation": "mean", "higher_is_better": True}]
+    assert cfg["lmms_eval_specific_kwargs"] == {"default": {"pre_prompt": "", "post_prompt": ""}}
+
+
+def test_write_tasks_errors(env, tmp_path):
+    with pytest.raises(ValueError, match=r"syn_nope.*allowed.*syn_color"):
+        taskgen.write_tasks(["syn_color", "syn_nope"], env["data"], tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"syn_shape/test\.parquet"):
+        taskgen.write_tasks(["syn_shape"], env["data"], tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written on error
+
+
+def test_task_hooks():
+    from lmmcl.evaluation.tasks import utils as hooks  # package file, same code that is copied
+
+    doc = {"question": "How many?", "answer": "There are 3 squares.", "count": 3, "task": "syn_count"}
+    kwargs = {"default": {"pre_prompt": "", "post_prompt": ""}, "pre_prompt": "P: ", "post_prompt": "\nAnswer."}
+    assert hooks.doc_to_text(doc, kwargs) == "P: How many?\nAnswer."
+    assert hooks.doc_to_text(doc, {"default": {"pre_prompt": "<", "post_prompt": ">"}}) == "<How many?>"
+    assert hooks.doc_to_text(doc) == "How many?"
+    assert "{" not in hooks.doc_to_text(doc, kwargs)  # the study pasted the kwargs dict into the prompt
+    assert hooks.process_results__count__count_acc(doc, ["three"]) == {"count_acc": 1.0}
+    assert hooks.process_results(doc, ["4"]) == {"count_acc": 0.0}  # registry lookup by doc["task"]
+    with pytest.raises(AttributeError):
+        hooks.not_a_hook
+
+
+# ---------------------------------------------------------------------------- normalize
+STORED_RESULTS = {  # the layout of feasibility_ml.md §6.3 (simple_evaluate output / results.json)
+    "results": {
+        "lmmcl_syn_color": {"alias": "lmmcl_syn_color", "exact_match,none": 0.75,
+                            "exact_match_stderr,none": "N/A", "exact_match_stderr_clt,none": 0.1},
+        "lmmcl_syn_clock": {"alias": "lmmcl_syn_clock", "both_acc,none": 0.5, "both_acc_stderr,none": "N/A",
+                            "hour_acc,none": 1.0, "hour_acc_stderr,none": "N/A",
+                            "minute_acc,none": 0.5, "minute_acc_stderr,none": "N/A"},
+        "ai2d_local": {"alias": " - ai2d_local", "exact_match,flexible-extract": 0.25,
+                       "exact_match_stderr,flexible-extract": 0.0866},
+        "bench8": {"alias": "bench8", "exact_match,none": 0.5, "exact_match_stderr,none": "N/A"},
+    },
+    "groups": {"bench8": {"alias": "bench8", "exact_match,none": 0.5}},
+    "group_subtasks": {"bench8": ["ai2d_local"]},
+    "configs": {"ai2d_local": {"task": "ai2d_local", "metric_list": [{"metric": "exact_match"}]}},
+    "versions": {"lmmcl_syn_color": 0.0, "ai2d_local": 0.0},
+    "n-samples": {"lmmcl_syn_color": {"original": 8, "effective": 4},
+                  "lmmcl_syn_clock": {"original": 2, "effective": 2},
+                  "ai2d_local": {"original": 4, "effective": 4}},
+    "lmms_eval_version": "main@12345678",
+    "task_hashes": {"ai2d_local": "abc"},
+    "samples": {
+        "lmmcl_syn_color": [
+            {"doc_id": i, "doc": {"id": f"c{i}", "question": "What color?"}, "target": "red",
+             "resps": [[r]], "filtered_resps": [r], "doc_hash": "h", "exact_match": float(r.strip() == "red")}
+            for i, r in enumerate([" red", "red", "", "red"])
+        ],
+    },
+}
+
+
+def test_normalize_results_stored_dict():
+    task_map = {"lmmcl_syn_color": "syn_color", "lmmcl_syn_clock": "syn_clock", "ai2d_local": "ai2d"}
+    out = normalize.normalize_results(STORED_RESULTS, task_map, None, task_hashes={"lmmcl_syn_color": "xyz"})
+    color, clock, ai2d = out["syn_color"], out["syn_clock"], out["ai2d"]
+    assert color["metric"] == "exact_match" and color["score"] == pytest.approx(75.0)
+    assert color["scores"] == {"exact_match": pytest.approx(75.0)}
+    assert color["n"] == 4 and color["n_empty"] == 1
+    assert color["task_hash"] == "xyz" and color["samples"] == "syn_color.samples.jsonl"
+    assert clock["metric"] == "both_acc" and clock["score"] == pytest.approx(50.0)
+    assert clock["scores"] == {"both_acc": 50.0, "hour_acc": 100.0, "minute_acc": 50.0}
+    assert clock["n_empty"] is None and clock["samples"] is None
+    # built-in task, not in the registry: metric from its config, filter dropped (the only one)
+    assert ai2d["metric"] == "exact_match" and ai2d["score"] == pytest.approx(25.0)
+    assert ai2d["task_hash"] == "abc" and ai2d["n"] == 4
+    assert color["lmms_eval_version"] == normalize.lmms_eval_version() != "main@12345678"
+
+    rows = normalize.sample_rows(STORED_RESULTS["samples"]["lmmcl_syn_color"], "exact_match")
+    assert [r["response"] for r in rows] == [" red", "red", "", "red"]
+    assert rows[0] == {"doc_id": 0, "id": "c0", "question": "What color?", "target": "red",
+                       "response": " red", "score": 1.0}
+
+    with pytest.raises(KeyError, match="lmmcl_missing"):
+        normalize.normalize_results(STORED_RESULTS, {"lmmcl_missing": "syn_shape"})
+
+
+def test_parse_metrics_several_filters():
+    got = normalize.parse_metrics({"alias": "x", "acc,none": 0.5, "acc,strict": 0.25,
+                                   "acc_stderr,none": 0.1, "f1,flex": "N/A"})
+    assert got == {"acc": 50.0, "acc,strict": 25.0}
+
+
+# ------------------------------------------------------------------------------ run.evaluate
+def test_model_entry_point():
+    from lmms_eval.models import get_model
+
+    from lmmcl.evaluation.model import LmmclLlava
+
+    assert get_model("lmmcl") is LmmclLlava
+
+
+def test_entry_point_when_manifest_is_imported_first():
+    """Importing our manifest before lmms_eval must not make lmms-eval drop the model."""
+    import subprocess
+    import sys
+
+    code = ("import lmmcl.evaluation.manifest\n"
+            "from lmms_eval.models import get_model\n"
+            "assert get_model('lmmcl').__name__ == 'LmmclLlava'\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_evaluate_two_benchmarks(env):
+    from lmmcl.evaluation.run import evaluate
+
+    out = env["root"] / "out"
+    paths = evaluate(str(env["ckpt"]), BENCHES, env["data"], out, limit=4)
+    assert [p.name for p in paths] == ["syn_color.json", "syn_count.json"]
+    for b in BENCHES:
+        rec = json.loads((out / f"{b}.json").read_text())
+        assert DOC_KEYS <= set(rec)
+        assert rec["benchmark"] == b and rec["task"] == f"lmmcl_{b}"
+        assert rec["n"] == 4 and rec["n_empty"] == 0
+        assert 0.0 <= rec["score"] <= 100.0
+        assert rec["scores"][rec["metric"]] == rec["score"]
+        assert rec["checkpoint"] == str(Path(env["ckpt"]).resolve())
+        assert rec["lmms_eval_version"] == "0.7.3"
+        assert len(rec["task_hash"]) == 64
+        lines = (out / rec["samples"]).read_text().splitlines()
+        assert len(lines) == 4
+        for line in lines:
+            row = json.loads(line)
+            assert row["response"].strip(), row
+            assert row["question"] and row["target"] and row["score"] in (0.0, 1.0)
+    assert json.loads((out / "syn_count.json").read_text())["metric"] == "count_acc"
+    h1 = json.loads((out / "syn_color.json").read_text())["task_hash"]
+    assert h1 != json.loads((out / "syn_count.json").read_text())["task_hash"]
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_all_empty_answers_raise(env, monkeypatch):
+    from lmms_eval.api.instance import GenerationResult
+
+    from lmmcl.evaluation import model as lmmcl_model
+    from lmmcl.evaluation.run import evaluate
+
+    monkeypatch.setattr(lmmcl_model.LmmclLlava, "_generate_one", lambda self, req: GenerationResult(text=""))
+    out = env["root"] / "out_empty"
+    with pytest.raises(RuntimeError, match=rf"{env['ckpt'].name}.*every answer.*syn_color.*empty"):
+        evaluate(str(env["ckpt"]), ["syn_color"], env["data"], out, limit=2)
+    assert not (out / "syn_color.json").exists()
+
+
+def test_one_benchmark_all_empty_is_a_recorded_zero(env, monkeypatch):
+    """A model that forgot a skill may stop at once: that is a real 0, counted in n_empty."""
+    from lmms_eval.api.instance import GenerationResult
+
+    from lmmcl.evaluation import model as lmmcl_model
+    from lmmcl.evaluation.run import evaluate
+
+    real = lmmcl_model.LmmclLlava._generate_one
+
+    def silent_on_count(self, req):
+        return GenerationResult(text="") if req.task_name == "lmmcl_syn_count" else real(self, req)
+
+    monkeypatch.setattr(lmmcl_model.LmmclLlava, "_generate_one", silent_on_count)
+    out = env["root"] / "out_one_empty"
+    evaluate(str(env["ckpt"]), ["syn_color", "syn_count"], env["data"], out, limit=2)
+    rec = json.loads((out / "syn_count.json").read_text())
+    assert rec["n_empty"] == rec["n"] == 2 and rec["score"] == 0.0
+    assert json.loads((out / "syn_color.json").read_text())["n_empty"] == 0
+
+
+def test_generation_errors_propagate(env, monkeypatch):
+    from transformers import LlavaForConditionalGeneration
+
+    from lmmcl.evaluation.run import evaluate
+
+    def boom(self, *a, **k):
+        raise ValueError("boom in generate")
+
+    monkeypatch.setattr(LlavaForConditionalGeneration, "generate", boom)
+    with pytest.raises(RuntimeError, match=r"lmmcl_syn_color.*doc 0.*boom in generate"):
+        evaluate(str(env["ckpt"]), ["syn_color"], env["data"], env["root"] / "out_err", limit=1)
+
+
+def test_evaluate_unknown_benchmark(env):
+    from lmmcl.evaluation.run import evaluate
+
+    with pytest.raises(ValueError, match="syn_unknown"):
+        evaluate(str(env["ckpt"]), ["syn_color", "syn_unknown"], env["data"], env["root"] / "o")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        evaluate(str(env["root"]), ["syn_color"], env["data"], env["root"] / "o")

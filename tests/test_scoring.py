@@ -1,0 +1,168 @@
+"""Scoring functions: tables of (prediction, doc) -> score, including the study's bugs fixed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmmcl.evaluation import scoring
+from lmmcl.evaluation.scoring import SCORERS, clock, count, exact, mc_letter, vqa, yesno
+
+BIRD_OPTIONS = json.dumps(["sparrow", "eagle", "robin", "owl"])
+BIRD = {"answer": "C", "options": BIRD_OPTIONS}
+
+
+@pytest.mark.parametrize(
+    "pred, expected",
+    [
+        ("C", 1), ("c", 1), ("C.", 1), ("(C)", 1), ("[C]", 1), ("C) robin", 1), ("C. robin", 1),
+        ("Answer: C", 1), ("The answer is C", 1), ("The answer is (c).", 1), ("answer: c", 1),
+        ("The correct option is C", 1),
+        ("I think C", 1),           # study: first standalone letter -> "i"
+        ("I think it is C.", 1),
+        ("robin", 1), ("Robin.", 1),  # option text -> its letter
+        ("B", 0), ("B. eagle", 0), ("I think B", 0), ("eagle", 0),
+        ("C or D", 0),              # ambiguous
+        ("The answer is a bird", 0),  # article, not option A
+        ("I", 0), ("", 0), ("   ", 0), ("Z", 0),
+    ],
+)
+def test_mc_letter(pred, expected):
+    assert mc_letter(pred, BIRD) == expected
+
+
+def test_mc_letter_without_options_and_gold_forms():
+    assert mc_letter("A", {"answer": "A"}) == 1
+    assert mc_letter("(B)", {"answer": "(B)"}) == 1
+    assert mc_letter("E", {"answer": "E"}) == 1  # no options: any letter is valid
+    assert mc_letter("D", {"answer": "C", "options": ["x", "y", "z"]}) == 0
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("There are 3 squares in this image.", "There are 3 squares in this image.", 1),
+        ("3", "There are 3 squares in this image.", 1),
+        ("three", "There are 3 squares in this image.", 1),
+        ("There are three squares.", "There are 3 squares in this image.", 1),
+        ("nineteen", "There are 19 squares in this image.", 1),  # study: "9teen" -> 9
+        ("nineteen", "There are 9 squares in this image.", 0),
+        ("seventeen", "There are 7 squares in this image.", 0),
+        ("none", "There is 1 square in this image.", 0),         # study: "n1" -> 1
+        ("None.", "There are 0 squares in this image.", 1),
+        ("There is 1 circle in this image.", "There is 1 circle in this image.", 1),
+        ("one", "There is 1 circle in this image.", 1),
+        ("someone", "There is 1 circle in this image.", 0),      # whole words only
+        ("4 squares", "There are 3 squares in this image.", 0),
+        ("", "There are 3 squares in this image.", 0),
+        ("many", "There are 3 squares in this image.", 0),
+    ],
+)
+def test_count(pred, gold, expected):
+    assert count(pred, {"answer": gold}) == expected
+
+
+def test_count_prefers_count_column():
+    assert count("5", {"answer": "There are 3 squares.", "count": 5}) == 1
+    assert count("3", {"answer": "There are 3 squares.", "count": 5}) == 0
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("yes", "yes", 1), ("Yes.", "yes", 1), ("YES, it is", "yes", 1), (" no", "no", 1),
+        ("No!", "no", 1), ("no", "yes", 0), ("maybe yes", "yes", 0), ("", "yes", 0),
+        ("yesterday", "yes", 0),
+    ],
+)
+def test_yesno(pred, gold, expected):
+    assert yesno(pred, {"answer": gold}) == expected
+
+
+@pytest.mark.parametrize(
+    "pred, answers, expected",
+    [
+        ("cat", ["cat"] * 10, 1.0),
+        ("The Cat.", ["cat"] * 10, 1.0),       # case, punctuation, article
+        ("dog", ["cat"] * 10, 0.0),
+        ("cat", ["cat"] * 3 + ["dog"] * 7, 0.9),  # 3 of 10 annotators: 7*1 + 3*(2/3) over 10
+        ("cat", ["cat"] * 2 + ["dog"] * 8, 0.6),  # 8*(2/3) + 2*(1/3) over 10
+        ("cat", ["cat"] + ["dog"] * 9, 0.3),      # 9*(1/3) + 1*0 over 10
+        ("two", ["2"] * 10, 1.0),               # number words -> digits
+        ("", ["cat"] * 10, 0.0),
+    ],
+)
+def test_vqa(pred, answers, expected):
+    assert vqa(pred, {"answer": answers[0], "answers": answers}) == pytest.approx(expected)
+
+
+def test_vqa_falls_back_to_answer():
+    assert vqa("cat", {"answer": "cat"}) == 1.0
+    assert vqa("dog", {"answer": "cat"}) == 0.0
+    assert vqa("cat", {"answer": "cat", "answers": json.dumps(["cat"] * 10)}) == 1.0
+
+
+CLOCK_CASES = [
+    # pred, (gold hour, gold minute), default score, exact_hours score
+    ("3:30", (3, 30), 1, 1),
+    ("03:30", (3, 30), 1, 1),
+    ("3 30", (3, 30), 1, 1),
+    ("The time is 3:30.", (3, 30), 1, 1),
+    ("12:00", (0, 0), 1, 0),     # study: 12 != 0
+    ("0:00", (12, 0), 1, 0),
+    ("15:30", (3, 30), 1, 0),    # study: 15 != 3
+    ("3:31", (3, 30), 1, 1),     # minute off by one is allowed
+    ("3:29", (3, 30), 1, 1),
+    ("3:32", (3, 30), 0, 0),
+    ("3:59", (3, 0), 1, 1),      # wrap: 59 vs 0
+    ("4:30", (3, 30), 0, 0),
+    ("half past three", (3, 30), 0, 0),
+    ("", (3, 30), 0, 0),
+]
+
+
+@pytest.mark.parametrize("pred, gold, default, exact_h", CLOCK_CASES)
+def test_clock(pred, gold, default, exact_h):
+    doc = {"answer": f"{gold[0]:02d}:{gold[1]:02d}", "hour": gold[0], "minute": gold[1]}
+    assert clock(pred, doc) == default
+    assert clock(pred, doc, exact_hours=True) == exact_h
+    doc_answer_only = {"answer": f"{gold[0]}:{gold[1]:02d}"}
+    assert clock(pred, doc_answer_only) == default
+
+
+def test_clock_module_switch(monkeypatch):
+    doc = {"answer": "03:30", "hour": 3, "minute": 30}
+    assert clock("15:30", doc) == 1
+    monkeypatch.setattr(scoring, "EXACT_HOURS", True)
+    assert clock("15:30", doc) == 0
+    assert clock("15:30", doc, exact_hours=False) == 1
+
+
+def test_clock_parts():
+    parts = scoring.clock_parts("3:45", {"answer": "03:30"})
+    assert parts == {"hour": 1.0, "minute": 0.0, "both": 0.0}
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [("red", "red", 1), (" Red.", "red", 1), ("red\n", "red", 1), ("dark red", "red", 0),
+     ("top left", "top left", 1), ("top-left", "top left", 1), ("", "red", 0), ("blue", "red", 0)],
+)
+def test_exact(pred, gold, expected):
+    assert exact(pred, {"answer": gold}) == expected
+
+
+def test_registry_and_empty_prediction():
+    assert set(SCORERS) == {"mc_letter", "count", "yesno", "vqa", "clock", "exact"}
+    docs = {
+        "mc_letter": BIRD, "count": {"answer": "There are 0 squares.", "count": 0},
+        "yesno": {"answer": "no"}, "vqa": {"answer": "", "answers": [""] * 10},
+        "clock": {"answer": "00:00"}, "exact": {"answer": ""},
+    }
+    for name, fn in SCORERS.items():
+        assert fn("", docs[name]) == 0, name
+        assert fn(None, docs[name]) == 0, name
+    with pytest.raises(ValueError, match="nope"):
+        scoring.score("nope", "x", {})
+    assert scoring.score_all("clock", "both_acc", "3:30", {"answer": "03:30"}) == {
+        "both_acc": 1.0, "hour_acc": 1.0, "minute_acc": 1.0}

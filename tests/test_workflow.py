@@ -1,0 +1,138 @@
+"""The DAG end to end on a small config, re-planning after a change, and config errors.
+
+Runs Snakemake in a temporary working directory (`--directory`) so nothing lands in the repo.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow/Snakefile")]
+
+
+def env():
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}:{e['PATH']}"
+    e.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return e
+
+
+def smk(workdir: Path, *args, check=True):
+    cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args]
+    p = subprocess.run(cmd, cwd=workdir, env=env(), capture_output=True, text=True, timeout=900)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+def planned_jobs(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job in a dry-run printout."""
+    jobs, rule = set(), None
+    for line in output.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line.strip())
+        if m:
+            rule = m.group(1)
+            jobs.add((rule, ""))
+        m = re.match(r"^wildcards: (.*)$", line.strip())
+        if m and rule:
+            jobs.discard((rule, ""))
+            jobs.add((rule, m.group(1)))
+    return {j for j in jobs if j[0] != "tables"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("wf")
+    shutil.copy(ROOT / "tests/configs/smoke.yaml", wd / "config.yaml")
+    t0 = time.time()
+    p = smk(wd, "--cores", "2")
+    print(f"end-to-end smoke run: {time.time() - t0:.1f} s")
+    return wd, p
+
+
+@pytest.mark.slow
+def test_end_to_end_produces_tables(finished_run):
+    wd, p = finished_run
+    res = wd / "results/smoke"
+    for f in ["scores.csv", "tables/learning_forgetting.md", "tables/learning_forgetting.csv",
+              "tables/R_sa_proj.md", "tables/R_full.csv", "plots/learning_vs_heldout.png",
+              "plots/heldout_per_stage.png", "plots/target_per_stage.png"]:
+        assert (res / f).stat().st_size > 0, f
+    scores = pd.read_csv(res / "scores.csv")
+    assert list(scores.columns) == ["method", "stage", "task", "benchmark", "metric", "score"]
+    # 2 methods x (base + 2 stages) x 3 benchmarks, every cell measured
+    assert len(scores) == 18 and scores["score"].notna().all()
+    assert set(scores["stage"]) == {0, 1, 2}
+    # stage 2 of each method chains on its stage 1, which chains on the shared base
+    import json
+    m2 = json.loads((res / "full/stage2_syn_count/manifest.json").read_text())
+    assert m2["parent"].endswith("results/smoke/full/stage1_syn_birds/manifest.json")
+    m1 = json.loads((res / "full/stage1_syn_birds/manifest.json").read_text())
+    assert m1["parent"].endswith("results/smoke/base/manifest.json")
+    assert m1["trainable"]["trainable_share"] == 1.0
+    summary = p.stdout + p.stderr
+    assert "learning_forgetting.md" in summary
+
+
+@pytest.mark.slow
+def test_finished_run_has_nothing_to_do(finished_run):
+    wd, _ = finished_run
+    t0 = time.time()
+    p = smk(wd, "-n")
+    elapsed = time.time() - t0
+    print(f"re-plan of a finished run: {elapsed:.2f} s")
+    assert "Nothing to be done" in p.stdout + p.stderr
+
+
+@pytest.mark.slow
+def test_changing_one_stage_replans_that_stage_and_downstream_only(finished_run):
+    wd, _ = finished_run
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg["stages"]["syn_count"] = {"lr": 5e-4}          # stage 2, every method
+    cfg["methods"]["sa_proj"]["stages"] = {"syn_birds": {"steps": 11}}  # stage 1, one method
+    changed = wd / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    p = subprocess.run(SNAKEMAKE + ["--directory", str(wd), "--configfile", str(changed), "-n"],
+                       cwd=wd, env=env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    jobs = planned_jobs(p.stdout + p.stderr)
+    expected = {
+        ("train_stage", "method=full, k=2, task=syn_count"),
+        ("evaluate_stage", "method=full, k=2, task=syn_count"),
+        ("train_stage", "method=sa_proj, k=1, task=syn_birds"),
+        ("evaluate_stage", "method=sa_proj, k=1, task=syn_birds"),
+        ("train_stage", "method=sa_proj, k=2, task=syn_count"),
+        ("evaluate_stage", "method=sa_proj, k=2, task=syn_count"),
+        ("aggregate", ""),
+    }
+    assert jobs == expected
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"methods": {"x": {"recipe": "sa_prj"}}}, "unknown recipe 'sa_prj'"),
+    ({"benchmarks": {"held_out": ["syn_colour"]}}, "unknown benchmark 'syn_colour'"),
+    ({"stages": {"defaults": {"lr": -1}}}, "lr"),
+    ({"bogus_key": 1}, "bogus_key"),
+    ({"model": {"family": "llava15"}}, "llava15"),
+])
+def test_bad_config_fails_before_any_job(tmp_path, patch, message):
+    cfg = yaml.safe_load((ROOT / "tests/configs/smoke.yaml").read_text())
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            cfg[k].update(v)
+        else:
+            cfg[k] = v
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    p = smk(tmp_path, "-n", check=False)
+    assert p.returncode != 0
+    assert message in p.stdout + p.stderr
+    assert not (tmp_path / "results").exists()
