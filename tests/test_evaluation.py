@@ -244,8 +244,8 @@ def test_all_empty_answers_raise(env, monkeypatch):
 
     monkeypatch.setattr(lmmcl_model.LmmclLlava, "_generate_one", lambda self, req: GenerationResult(text=""))
     out = env["root"] / "out_empty"
-    with pytest.raises(RuntimeError, match=rf"{env['ckpt'].name}.*every answer.*syn_color.*empty"):
-        evaluate(str(env["ckpt"]), ["syn_color"], env["data"], out, limit=2)
+    with pytest.raises(RuntimeError, match=rf"syn_color.*{env['ckpt'].name}.*empty.*fail_on_empty"):
+        evaluate(str(env["ckpt"]), ["syn_color"], env["data"], out, limit=2, fail_on_empty=True)
     assert not (out / "syn_color.json").exists()
 
 

@@ -58,10 +58,12 @@ def cmd_evaluate(a):
         import torch
 
         torch.set_num_threads(a.threads)
-    paths = evaluate(checkpoint, a.benchmarks, a.data_root, a.out_dir, limit=a.limit, device=a.device)
+    paths = evaluate(checkpoint, a.benchmarks, a.data_root, a.out_dir, limit=a.limit, device=a.device,
+                     fail_on_empty=a.fail_on_empty)
     for p in paths:
         s = json.loads(Path(p).read_text())
-        print(f"{s['benchmark']:>16}: {s['metric']} = {s['score']:.1f}  (n={s['n']})")
+        empty = f", {s['n_empty']} empty" if s.get("n_empty") else ""
+        print(f"{s['benchmark']:>16}: {s['metric']} = {s['score']:.1f}  (n={s['n']}{empty})")
 
 
 def cmd_report(a):
@@ -124,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int)
     s.add_argument("--device", default="cpu")
     s.add_argument("--threads", type=int)
+    s.add_argument("--fail-on-empty", action="store_true",
+                   help="error when every answer of a benchmark is empty (default: score 0 and warn)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("report", help="scores.csv, tables and plots of one experiment")

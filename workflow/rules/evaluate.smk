@@ -5,6 +5,7 @@ EVAL_PARAMS = dict(
     benchmarks=" ".join(BENCHMARKS),
     limit=f"--limit {config['evaluation']['limit']}" if config["evaluation"]["limit"] else "",
     device=config["evaluation"]["device"],
+    strict="--fail-on-empty" if config["evaluation"]["fail_on_empty"] else "",
 )
 
 
@@ -24,7 +25,7 @@ rule evaluate_base:
         f"{RES}/logs/evals/base.log",
     shell:
         "lmmcl evaluate --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
-        "--out-dir {params.out_dir} {params.limit} --device {params.device} --threads {threads} > {log} 2>&1"
+        "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} --threads {threads} > {log} 2>&1"
 
 
 rule evaluate_stage:
@@ -43,4 +44,4 @@ rule evaluate_stage:
         f"{RES}/logs/evals/{{method}}/stage{{k}}_{{task}}.log",
     shell:
         "lmmcl evaluate --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
-        "--out-dir {params.out_dir} {params.limit} --device {params.device} --threads {threads} > {log} 2>&1"
+        "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} --threads {threads} > {log} 2>&1"
