@@ -299,6 +299,8 @@ def format_summary(results_dir: str | os.PathLike, plan: Mapping) -> str:
     for m, row in summ.iterrows():
         lines.append(f"{m:<{w}}  " + "  ".join(f"{fmt(row[c], signed=True):>13}" for c in cols))
     lines.append("(pp; Learning = mean target gain, HeldOut = held-out change vs. base, BWT < 0 = forgetting)")
-    tables = [t for t in report_outputs(results_dir, p)["tables"] if t.stem == "learning_forgetting"]
+    outputs = report_outputs(results_dir, p)
+    tables = [t for t in outputs["tables"] if t.stem == "learning_forgetting"]
     lines += [f"table: {t}" for t in reversed(tables)]
+    lines += [f"plot:  {f}" for f in outputs["plots"]]
     return "\n".join(lines)
