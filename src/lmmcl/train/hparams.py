@@ -11,9 +11,10 @@ DEFAULT_HPARAMS = {
     "scheduler": "cosine",
     "weight_decay": 0.0,
     "max_grad_norm": 1.0,
-    "role_lr": {},          # e.g. {vision_tower: 2.0e-6}
+    "role_lr": {"vision_tower": 2e-6},  # per-role lr; the paper's vision-tower lr (replaced as a whole)
     "bf16": False,
     "gradient_checkpointing": False,
     "seed": 0,
     "limit": None,          # train on the first N examples only (smoke runs)
+    "save_steps": None,     # in-stage checkpoint every N steps; a killed stage resumes from it
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def _data_record(paths) -> list[dict]:
     return [{"path": str(p), "sha256": sha256_file(p)} for p in paths]
 
 
+def is_main_process() -> bool:
+    """False on the non-zero ranks of a torchrun/accelerate launch."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _set_threads(threads: int | None):
     if threads:
         import torch
@@ -57,7 +65,9 @@ def _set_threads(threads: int | None):
 
 def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_manifest: str | Path,
                 method: str, recipe: str, hparams: dict, extra_recipes: dict | None = None,
-                stage: int | None = None, task: str | None = None, threads: int | None = None) -> dict:
+                stage: int | None = None, task: str | None = None, threads: int | None = None,
+                method_spec: dict | None = None, deepspeed: str | None = None) -> dict:
+    from . import methods
     from .trainer import fit
 
     _set_threads(threads)
@@ -65,9 +75,24 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     stage_dir = out_manifest.parent
     parent = read_manifest(parent_manifest)
     model, processor = load_model(checkpoint_of(parent_manifest))
-    trainable = recipes.apply(model, recipe, extra=extra_recipes)
+    hook = methods.get_hook(method_spec, parent_manifest=parent_manifest, stage=stage, task=task)
+    if recipe == methods.NO_RECIPE and hook.spec["method"] in methods.RECIPE_OPTIONAL:
+        trainable = methods.freeze_all(model)
+    else:
+        trainable = recipes.apply(model, recipe, extra=extra_recipes)
+    model = hook.prepare(model)  # method hook: LoRA wrap, MoE layers, LwF teacher
+    if type(hook) is not methods.MethodHook:
+        trainable = methods.trainable_report(model, trainable)
     dataset = load_training_data(data)
-    metrics = fit(model, processor, dataset, hparams, stage_dir / "trainer")
+    data_record = _data_record(data)
+    resume_key = config_hash({"recipe": recipe, "hparams": hparams, "extra": extra_recipes, "data": data_record,
+                              "method_spec": hook.spec,
+                              "parent": parent.get("hashes") or parent.get("config_hash")})
+    metrics = fit(model, processor, dataset, hparams, stage_dir / "trainer", resume_key=resume_key, hook=hook,
+                  deepspeed=deepspeed)
+    model = hook.finalize(model)  # e.g. LoRA merge_and_unload: the checkpoint is a plain model
+    if not is_main_process():  # multi-GPU launch: rank 0 alone writes the checkpoint and manifest
+        return {}
     save_model_atomic(model, processor, stage_dir / MODEL_DIR)
     manifest = {
         "kind": "stage",
@@ -82,9 +107,12 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
         "checkpoint_is_local": True,
         "recipe": recipe,
         "hyperparameters": hparams,
-        "config_hash": config_hash({"recipe": recipe, "hparams": hparams, "extra": extra_recipes}),
+        "config_hash": config_hash({"recipe": recipe, "hparams": hparams, "extra": extra_recipes,
+                                    **({"method_spec": hook.spec} if method_spec else {})}),
+        "method_spec": hook.spec,
+        "method_report": hook.report(),
         "trainable": trainable,
-        "data": _data_record(data),
+        "data": data_record,
         "n_train_examples": len(dataset),
         "metrics": metrics,
         "hashes": file_hashes(stage_dir / MODEL_DIR),
@@ -92,6 +120,7 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     atomic_write_json(out_manifest, manifest)
+    shutil.rmtree(stage_dir / "trainer", ignore_errors=True)  # in-stage checkpoints are done with
     return manifest
 
 
@@ -122,7 +151,8 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
     if data:
         dataset = load_training_data(data)
         n = len(dataset)
-        metrics = fit(model, processor, dataset, hparams, out_manifest.parent / "trainer")
+        key = config_hash({"model": model_cfg, "hparams": hparams, "seed": seed, "data": _data_record(data)})
+        metrics = fit(model, processor, dataset, hparams, out_manifest.parent / "trainer", resume_key=key)
     save_model_atomic(model, processor, out_manifest.parent / MODEL_DIR)
     manifest.update(
         checkpoint=MODEL_DIR, checkpoint_is_local=True, tiny_spec=spec.__dict__, seed=seed,
@@ -133,4 +163,5 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     atomic_write_json(out_manifest, manifest)
+    shutil.rmtree(out_manifest.parent / "trainer", ignore_errors=True)
     return manifest

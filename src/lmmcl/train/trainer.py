@@ -5,7 +5,11 @@ supervised fine-tune of the parameters the recipe left trainable.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from ..models.families import family_of_model
 from ..recipes import role_of
 from .collate import AnswerOnlyCollator
 from .hparams import DEFAULT_HPARAMS
+from .methods import unwrap
 
 class _LossLog(TrainerCallback):
     def __init__(self):
@@ -29,14 +34,44 @@ class _LossLog(TrainerCallback):
 class StageTrainer(Trainer):
     """Trainer whose optimizer gives each role (vision tower, projector, ...) its own lr."""
 
-    def __init__(self, *a, role_lr: dict | None = None, **kw):
+    def __init__(self, *a, role_lr: dict | None = None, hook=None, **kw):
         self.role_lr = dict(role_lr or {})
+        self.hook = hook  # method hook (train/methods): may replace the loss
         super().__init__(*a, **kw)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.hook is None or not self.hook.has_loss:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+        def default_loss():
+            return super(StageTrainer, self).compute_loss(model, inputs, return_outputs=True,
+                                                          num_items_in_batch=num_items_in_batch)
+
+        return self.hook.compute_loss(default_loss, model, inputs, return_outputs, num_items_in_batch)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Reload an in-stage checkpoint through `from_pretrained`.
+
+        transformers 5 saves LLaVA-family weights under legacy on-disk names; the Trainer's own
+        resume path loads them with `load_state_dict(strict=False)`, which silently restores
+        nothing. `from_pretrained` applies the key mapping; the copy must then match exactly.
+        """
+        model = model or self.model
+        if self.is_deepspeed_enabled or not hasattr(type(model), "from_pretrained") or hasattr(model, "peft_config"):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        dtype = next(model.parameters()).dtype
+        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        model.load_state_dict(saved.state_dict(), strict=True)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # fit() already laid the examples out in their (seeded) training order
+        return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
     def create_optimizer(self, model=None):
         if self.optimizer is not None:
             return self.optimizer
-        model = model or self.model
+        model = unwrap(model or self.model)  # a PEFT model's parameters keep their native names
         family = family_of_model(model)
         unknown = sorted(set(self.role_lr) - set(family.roles))
         if unknown:
@@ -54,13 +89,13 @@ class StageTrainer(Trainer):
         return self.optimizer
 
 
-def training_arguments(hp: dict, work_dir: Path) -> TrainingArguments:
+def training_arguments(hp: dict, work_dir: Path, deepspeed: str | None = None) -> TrainingArguments:
     cuda = torch.cuda.is_available()
     steps = hp.get("steps")
     return TrainingArguments(
         output_dir=str(work_dir),
         max_steps=int(steps) if steps else -1,
-        num_train_epochs=float(hp["epochs"]),
+        num_train_epochs=1,  # epochs are unrolled into the training order (see training_order)
         per_device_train_batch_size=int(hp["batch_size"]),
         gradient_accumulation_steps=int(hp["grad_accum"]),
         learning_rate=float(hp["lr"]),
@@ -70,8 +105,14 @@ def training_arguments(hp: dict, work_dir: Path) -> TrainingArguments:
         max_grad_norm=float(hp["max_grad_norm"]),
         bf16=bool(hp["bf16"]) and cuda,
         gradient_checkpointing=bool(hp["gradient_checkpointing"]),
+        # non-reentrant: with frozen embeddings (every LLM-part recipe) the reentrant variant
+        # would pass no gradient into the checkpointed layers
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        deepspeed=deepspeed,  # a ZeRO JSON (config/deepspeed/); the launcher sets WORLD_SIZE
         logging_steps=max(1, (int(steps) if steps else 100) // 20),
-        save_strategy="no",
+        save_strategy="steps" if hp.get("save_steps") else "no",
+        save_steps=int(hp["save_steps"]) if hp.get("save_steps") else 500,
+        save_total_limit=1,
         report_to=[],
         seed=int(hp["seed"]),
         data_seed=int(hp["seed"]),
@@ -82,24 +123,79 @@ def training_arguments(hp: dict, work_dir: Path) -> TrainingArguments:
     )
 
 
-def fit(model, processor, dataset, hp: dict, work_dir: str | Path) -> dict:
-    """Train `model` in place on `dataset` (rows with image/question/answer); return run metrics."""
+def training_order(n: int, needed: int, seed: int) -> list[int]:
+    """Example indices in training order: a fresh seeded permutation per epoch, unrolled.
+
+    Laying the order out up front (trained with a sequential sampler) makes it a pure function
+    of (n, seed): a resumed run skips exactly the batches it had consumed, across epoch
+    boundaries too, which the Trainer's own per-epoch sampler reseeding does not guarantee.
+    """
+    import numpy as np
+
+    order: list[int] = []
+    epoch = 0
+    while len(order) < needed:
+        order.extend(np.random.default_rng([seed, epoch]).permutation(n).tolist())
+        epoch += 1
+    return order[:needed]
+
+
+def resumable_checkpoint(work_dir: Path, key: str) -> str | None:
+    """The newest complete in-stage checkpoint in `work_dir` written under the same `key`.
+
+    State left by another configuration (different key) is deleted, never resumed. The HF
+    Trainer writes a checkpoint folder file by file and `trainer_state.json` last, so a folder
+    without it was cut off by a kill and is deleted too.
+    """
+    marker = work_dir / "resume_key.json"
+    if work_dir.exists():
+        same = marker.is_file() and json.loads(marker.read_text()).get("key") == key
+        if not same:
+            shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"key": key}))
+    complete = []
+    for d in work_dir.glob("checkpoint-*"):
+        if (d / "trainer_state.json").is_file():
+            complete.append(d)
+        else:
+            shutil.rmtree(d)
+    if not complete:
+        return None
+    return str(max(complete, key=lambda d: int(re.search(r"(\d+)$", d.name).group(1))))
+
+
+def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: str | None = None,
+        hook=None, deepspeed: str | None = None) -> dict:
+    """Train `model` in place on `dataset` (rows with image/question/answer); return run metrics.
+
+    With `save_steps`, the Trainer keeps its last in-stage checkpoint in `work_dir`; a rerun
+    with the same `resume_key` (config + parent + data) continues from it after a kill.
+    """
     hp = {**DEFAULT_HPARAMS, **hp}
     if hp.get("limit"):
         dataset = dataset.select(range(min(int(hp["limit"]), len(dataset))))
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    per_step = int(hp["batch_size"]) * int(hp["grad_accum"]) * world
+    needed = int(hp["steps"]) * per_step if hp.get("steps") else max(per_step, round(float(hp["epochs"]) * len(dataset)))
+    dataset = dataset.select(training_order(len(dataset), needed, int(hp["seed"])))
     work_dir = Path(work_dir)
-    args = training_arguments(hp, work_dir)
+    resume = resumable_checkpoint(work_dir, resume_key or "") if hp.get("save_steps") else None
+    if resume:
+        print(f"resuming from in-stage checkpoint {resume}", flush=True)
+    args = training_arguments(hp, work_dir, deepspeed=deepspeed)
     log = _LossLog()
     trainer = StageTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=AnswerOnlyCollator(processor),
+        data_collator=AnswerOnlyCollator(processor, end_of_turn=family_of_model(unwrap(model)).end_of_turn),
         callbacks=[log],
         role_lr=hp["role_lr"],
+        hook=hook,
     )
     t0 = time.time()
-    out = trainer.train()
+    out = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - t0
     steps = out.global_step
     examples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps
@@ -107,6 +203,7 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path) -> dict:
     last = log.losses[-1] if log.losses else math.nan
     return {
         "steps": steps,
+        "resumed_from": Path(resume).name if resume else None,
         "examples_seen": examples,
         "train_loss_mean": float(out.training_loss),
         "loss_first_log": first,
