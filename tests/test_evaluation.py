@@ -237,12 +237,10 @@ def test_evaluate_two_benchmarks(env):
 
 
 def test_all_empty_answers_raise(env, monkeypatch):
-    from lmms_eval.api.instance import GenerationResult
-
     from lmmcl.evaluation import model as lmmcl_model
     from lmmcl.evaluation.run import evaluate
 
-    monkeypatch.setattr(lmmcl_model.LmmclLlava, "_generate_one", lambda self, req: GenerationResult(text=""))
+    monkeypatch.setattr(lmmcl_model.LmmclLlava, "_generate_batch", lambda self, task, texts, *a: [("", 0)] * len(texts))
     out = env["root"] / "out_empty"
     with pytest.raises(RuntimeError, match=rf"syn_color.*{env['ckpt'].name}.*empty.*fail_on_empty"):
         evaluate(str(env["ckpt"]), ["syn_color"], env["data"], out, limit=2, fail_on_empty=True)
@@ -251,17 +249,15 @@ def test_all_empty_answers_raise(env, monkeypatch):
 
 def test_one_benchmark_all_empty_is_a_recorded_zero(env, monkeypatch):
     """A model that forgot a skill may stop at once: that is a real 0, counted in n_empty."""
-    from lmms_eval.api.instance import GenerationResult
-
     from lmmcl.evaluation import model as lmmcl_model
     from lmmcl.evaluation.run import evaluate
 
-    real = lmmcl_model.LmmclLlava._generate_one
+    real = lmmcl_model.LmmclLlava._generate_batch
 
-    def silent_on_count(self, req):
-        return GenerationResult(text="") if req.task_name == "lmmcl_syn_count" else real(self, req)
+    def silent_on_count(self, task, texts, *a):
+        return [("", 0)] * len(texts) if task == "lmmcl_syn_count" else real(self, task, texts, *a)
 
-    monkeypatch.setattr(lmmcl_model.LmmclLlava, "_generate_one", silent_on_count)
+    monkeypatch.setattr(lmmcl_model.LmmclLlava, "_generate_batch", silent_on_count)
     out = env["root"] / "out_one_empty"
     evaluate(str(env["ckpt"]), ["syn_color", "syn_count"], env["data"], out, limit=2)
     rec = json.loads((out / "syn_count.json").read_text())
@@ -278,7 +274,7 @@ def test_generation_errors_propagate(env, monkeypatch):
         raise ValueError("boom in generate")
 
     monkeypatch.setattr(LlavaForConditionalGeneration, "generate", boom)
-    with pytest.raises(RuntimeError, match=r"lmmcl_syn_color.*doc 0.*boom in generate"):
+    with pytest.raises(RuntimeError, match=r"lmmcl_syn_color.*doc\(s\) \[0\].*boom in generate"):
         evaluate(str(env["ckpt"]), ["syn_color"], env["data"], env["root"] / "out_err", limit=1)
 
 
@@ -289,3 +285,198 @@ def test_evaluate_unknown_benchmark(env):
         evaluate(str(env["ckpt"]), ["syn_color", "syn_unknown"], env["data"], env["root"] / "o")
     with pytest.raises(FileNotFoundError, match="config.json"):
         evaluate(str(env["root"]), ["syn_color"], env["data"], env["root"] / "o")
+
+
+# ------------------------------------------------- the study's tasks in the real data format
+REAL = ["cub200", "timeclock", "pathvqa"]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def real(env):
+    from fixtures.realformat import write_builtin, write_contract
+
+    for b in REAL + ["pixmocount", "countbench"]:
+        write_contract(env["data"], b, n=6)
+    builtin = {"ai2d": write_builtin(env["root"] / "fake_ai2d.parquet", "ai2d", n=4),
+               "ocrbench": write_builtin(env["root"] / "fake_ocrbench.parquet", "ocrbench", n=4)}
+    return {**env, "builtin": builtin}
+
+
+def test_real_task_prompts_and_yaml(real, tmp_path):
+    from lmmcl.evaluation.tasks import utils as hooks
+
+    tasks = taskgen.write_tasks(REAL + ["ai2d"], real["data"], tmp_path, clock_exact_hours=True)
+    assert tasks == {"cub200": "lmmcl_cub200", "timeclock": "lmmcl_timeclock", "pathvqa": "lmmcl_pathvqa",
+                     "ai2d": "ai2d"}  # built-in: its own lmms-eval name, no YAML
+    assert not (tmp_path / "lmmcl_ai2d.yaml").exists()
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: f"fn:{node.value}")
+    cfg = {b: yaml.load((tmp_path / f"lmmcl_{b}.yaml").read_text(), Loader=Loader) for b in REAL}
+    # the study's prompts come from lmms_eval_specific_kwargs, whatever way lmms-eval passes them
+    cub_doc = {"question": "What species is the bird in this photo?\n<image>", "options": ["Albatross", "Ani"]}
+    kw = cfg["cub200"]["lmms_eval_specific_kwargs"]
+    merged = {**kw, **kw["default"]}  # what lmms-eval 0.7.3 passes for a model without its own entry
+    assert hooks.doc_to_text(cub_doc, merged) == hooks.doc_to_text(cub_doc, kw) == (
+        "What species is the bird in this photo?\nA. Albatross\nB. Ani\n"
+        "Answer with the option's letter from the given choices directly.")
+    path_doc = {"question": "Is this benign?"}
+    assert hooks.doc_to_text(path_doc, cfg["pathvqa"]["lmms_eval_specific_kwargs"]).startswith(
+        "Look at the medical image and answer the following question: Is this benign?\nFor questions")
+    assert cfg["pathvqa"]["generation_kwargs"]["until"] == ["ASSISTANT:"]
+    assert cfg["pathvqa"]["generation_kwargs"]["max_new_tokens"] == 64
+    aggs = {m["metric"]: m["aggregation"] for m in cfg["pathvqa"]["metric_list"]}
+    assert aggs["pathvqa_binary_accuracy"] == "fn:utils.nanmean" and aggs["pathvqa_f1"] == "mean"
+    assert hooks.nanmean([1.0, float("nan"), 0.0]) == 0.5
+    # the config switch evaluation.clock_exact_hours selects the study's exact hour comparison
+    assert cfg["timeclock"]["process_results"] == "fn:utils.process_results__clock_exact__both_acc"
+    clock = {"hour": 12, "minute": 0}
+    assert hooks.process_results__clock_exact__both_acc(clock, ["00:00"])["both_acc"] == 0.0
+    assert hooks.process_results__clock__both_acc(clock, ["00:00"])["both_acc"] == 1.0
+    assert taskgen.task_hash("timeclock", real["data"], clock_exact_hours=True) != taskgen.task_hash(
+        "timeclock", real["data"])
+
+
+def test_real_task_missing_column(real, tmp_path):
+    from fixtures.realformat import contract_rows
+
+    from lmmcl.data.contract import write_split
+
+    rows = [{k: v for k, v in r.items() if k != "hour"} for r in contract_rows("timeclock", 2)]
+    write_split(rows, tmp_path / "data" / "timeclock" / "test.parquet")
+    with pytest.raises(ValueError, match=r"timeclock.*lacks column\(s\) \['hour'\]"):
+        taskgen.write_tasks(["timeclock"], tmp_path / "data", tmp_path / "tasks")
+
+
+def test_real_tasks_and_builtins_end_to_end_batched(real):
+    """Our real-format tasks and two built-in lmms-eval tasks (ai2d, ocrbench through include:
+    wrappers on fake parquet), in one offline run; batch 4 gives the greedy answers of batch 1."""
+    from lmmcl.evaluation.run import evaluate
+
+    benches = REAL + ["ai2d", "ocrbench"]
+    outs = {}
+    for bs in (1, 4):
+        out = real["root"] / f"out_real_b{bs}"
+        evaluate(str(real["ckpt"]), benches, real["data"], out, batch_size=bs, builtin_data=real["builtin"])
+        outs[bs] = out
+    expect = {"cub200": ("lmmcl_cub200", "acc", 6), "timeclock": ("lmmcl_timeclock", "both_acc", 6),
+              "pathvqa": ("lmmcl_pathvqa", "pathvqa_exact_match", 6),
+              "ai2d": ("lmmcl_ai2d_local", "exact_match", 4), "ocrbench": ("lmmcl_ocrbench_local", "ocrbench_accuracy", 4)}
+    for b, (task, metric, n) in expect.items():
+        rec = json.loads((outs[1] / f"{b}.json").read_text())
+        assert (rec["task"], rec["metric"], rec["n"], rec["n_empty"]) == (task, metric, n, 0)
+        assert 0.0 <= rec["score"] <= 100.0 and rec["batch_size"] == 1 and len(rec["task_hash"]) == 64
+        rows = [json.loads(x) for x in (outs[1] / rec["samples"]).read_text().splitlines()]
+        rows4 = [json.loads(x) for x in (outs[4] / rec["samples"]).read_text().splitlines()]
+        assert len(rows) == n and all(r["response"].strip() for r in rows)
+        assert [r["response"] for r in rows] == [r["response"] for r in rows4], b
+    assert json.loads((outs[1] / "ai2d.json").read_text())["metric_key"] == "exact_match,flexible-extract"
+    assert (outs[1] / "lmms_eval_files" / "ocrbench_results.txt").is_file()  # not in the CWD
+    path = json.loads((outs[1] / "pathvqa.json").read_text())["scores"]
+    assert set(path) == {"pathvqa_exact_match", "pathvqa_f1", "pathvqa_bleu1", "pathvqa_bleu2",
+                         "pathvqa_bleu3", "pathvqa_binary_accuracy"}
+    assert set(json.loads((outs[1] / "timeclock.json").read_text())["scores"]) == {"both_acc", "hour_acc", "minute_acc"}
+
+
+def test_builtin_data_errors(real, tmp_path):
+    with pytest.raises(ValueError, match=r"builtin_data.*cub200"):
+        taskgen.write_tasks(["cub200"], real["data"], tmp_path, builtin_data={"cub200": "x.parquet"})
+
+
+# --------------------------------------------------- normaliser on a stored real results.json
+def test_normalize_stored_builtin_results_json():
+    """tests/fixtures/lmms_eval_0.7.3_builtin_results.json was written by lmms-eval 0.7.3's CLI
+    (tests/fixtures/make_lmms_results.py). Values are set here so the scaling shows."""
+    stored = json.loads((FIXTURES / "lmms_eval_0.7.3_builtin_results.json").read_text())
+    assert stored["results"]["lmmcl_ai2d_local"]["exact_match,flexible-extract"] == 0.0
+    stored["results"]["lmmcl_ai2d_local"]["exact_match,flexible-extract"] = 0.75
+    stored["results"]["lmmcl_ocrbench_local"]["ocrbench_accuracy,none"] = 0.002  # 2 right / 1000
+    out = normalize.normalize_results(stored, {"lmmcl_ai2d_local": "ai2d", "lmmcl_ocrbench_local": "ocrbench"})
+    assert out["ai2d"]["metric"] == "exact_match" and out["ai2d"]["metric_key"] == "exact_match,flexible-extract"
+    assert out["ai2d"]["score"] == pytest.approx(75.0) and out["ai2d"]["n"] == 4
+    # ocrbench reports correct / 1000 whatever n: 2 of the 4 samples right is 50, not 0.2
+    assert out["ocrbench"]["score"] == pytest.approx(50.0) and out["ocrbench"]["n"] == 4
+    stored["results"]["lmmcl_ai2d_local"] = {"alias": "x", "exact_match,none": 0.5}
+    with pytest.raises(KeyError, match=r"exact_match,flexible-extract.*keys there.*exact_match,none"):
+        normalize.normalize_results(stored, {"lmmcl_ai2d_local": "ai2d"})
+
+
+def test_registry_builtins_match_installed_lmms_eval():
+    """Every built-in benchmark names an lmms-eval 0.7.3 task whose YAML declares the metric of
+    its registry metric_key (and the filter, where the key has one other than none)."""
+    from lmmcl.config import benchmark_registry
+
+    reg = benchmark_registry()
+    builtin = {b: s for b, s in reg.items() if s.get("builtin")}
+    assert set(builtin) == {"textvqa_val", "ai2d", "chartqa", "docvqa_val", "infovqa_val", "realworldqa",
+                            "seedbench", "scienceqa_img", "mmstar", "ocrbench"}
+    for b, spec in builtin.items():
+        path = taskgen.builtin_yaml_path(spec["task"])
+        metric, flt = spec["metric_key"].split(",")
+        text = path.read_text() + "".join(p.read_text() for p in path.parent.glob("_default_template*"))
+        assert f"metric: {metric}" in text, (b, path)
+        assert flt == "none" or f'name: "{flt}"' in text, b
+    assert reg["mmstar"]["metric_key"] == "average,none" and reg["ocrbench"]["value_scale"] == "per_1000"
+    assert reg["textvqa_val"]["target_of"] == "textvqa"
+
+
+def test_plan_targets_and_local_benchmarks():
+    from lmmcl.config import Plan, target_of
+
+    assert target_of("textvqa") == "textvqa_val" and target_of("cub200") == "cub200"
+    cfg = {"experiment": "x", "sequence": ["cub200", "textvqa"], "methods": {"m": {"recipe": "sa_proj"}},
+           "benchmarks": {"held_out": ["ai2d", "mmstar"], "extra": ["countbench"]}}
+    plan = Plan(cfg)
+    assert plan.target == ["cub200", "textvqa_val"]
+    assert plan.report_plan()["stage_targets"] == {"cub200": "cub200", "textvqa": "textvqa_val"}
+    assert plan.local_benchmarks == ["cub200", "countbench"]
+
+
+# ------------------------------------------------------------------ standalone `lmmcl evaluate`
+def test_standalone_cli(real, tmp_path, capsys):
+    from lmmcl.cli import main
+    from lmmcl.evaluation import standalone
+
+    assert standalone.resolve_checkpoint(str(real["ckpt"])) == str(Path(real["ckpt"]).resolve())
+    assert standalone.resolve_checkpoint("llava-hf/llava-onevision-qwen2-7b-ov-hf") == "llava-hf/llava-onevision-qwen2-7b-ov-hf"
+    with pytest.raises(FileNotFoundError, match="neither config.json"):
+        standalone.resolve_checkpoint(str(tmp_path))
+    assert standalone.default_out_dir("a/b/stage3_pathvqa/model").name == "stage3_pathvqa__model"
+    assert standalone.parse_builtin_data(["ai2d=/x.parquet"]) == {"ai2d": "/x.parquet"}
+    with pytest.raises(ValueError, match="BENCHMARK=PARQUET"):
+        standalone.parse_builtin_data(["ai2d"])
+
+    out = tmp_path / "out"
+    main(["evaluate", str(real["ckpt"]), "--benchmarks", "countbench", "pixmocount", "--data-root", str(real["data"]),
+          "--out-dir", str(out), "--limit", "3", "--batch-size", "3"])
+    printed = capsys.readouterr().out
+    assert "countbench: countbench_accuracy" in printed and "pixmocount: pixmocount_accuracy" in printed
+    rec = json.loads((out / "countbench.json").read_text())
+    assert rec["n"] == 3 and rec["batch_size"] == 3 and rec["lmms_eval_version"] == "0.7.3"
+    assert (out / "pixmocount.samples.jsonl").is_file()
+
+
+@pytest.mark.parametrize("family", ["llava_next", "llava_onevision", "qwen2_5_vl"])
+def test_other_families_tiny_batched(real, family, tmp_path):
+    """The one `lmmcl` wrapper evaluates every family's tiny checkpoint; batch 3 == batch 1."""
+    import importlib
+
+    mod = importlib.import_module(f"lmmcl.models.families.{family}")
+    if not hasattr(mod, "build_tiny"):
+        pytest.skip(f"{family} has no tiny builder")
+    from lmmcl.evaluation.run import evaluate
+
+    model, processor = mod.build_tiny(seed=0)
+    ckpt = tmp_path / "ckpt"
+    model.save_pretrained(ckpt)
+    processor.save_pretrained(ckpt)
+    answers = {}
+    for bs in (1, 3):
+        evaluate(str(ckpt), ["cub200"], real["data"], tmp_path / f"o{bs}", limit=3, batch_size=bs)
+        rows = [json.loads(x) for x in (tmp_path / f"o{bs}" / "cub200.samples.jsonl").read_text().splitlines()]
+        answers[bs] = [r["response"] for r in rows]
+    assert len(answers[1]) == 3 and all(a.strip() for a in answers[1])
+    assert answers[1] == answers[3]

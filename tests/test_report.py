@@ -279,10 +279,11 @@ def test_write_report(tmp_path):
     files = [p for ps in out.values() for p in ps]
     names = {p.relative_to(exp).as_posix() for p in files}
     assert names == {
-        "scores.csv",
-        "tables/R_sa_proj.csv", "tables/R_sa_proj.md", "tables/R_full.csv", "tables/R_full.md",
-        "tables/learning_forgetting.csv", "tables/learning_forgetting.md",
+        "scores.csv", "report_plan.json",
+        *(f"tables/{t}_{m}.{e}" for t in ("R", "deltas") for m in ("sa_proj", "full") for e in ("csv", "md", "tex")),
+        "tables/learning_forgetting.csv", "tables/learning_forgetting.md", "tables/learning_forgetting.tex",
         "plots/learning_vs_heldout.png", "plots/heldout_per_stage.png", "plots/target_per_stage.png",
+        "plots/R_heatmap_sa_proj.png", "plots/R_heatmap_full.png",
     }
     for p in files:
         assert p.is_file() and p.stat().st_size > 0, p
@@ -340,3 +341,112 @@ def test_plots_degenerate_inputs(tmp_path):
     for fn in (plots.plot_heldout_per_stage, plots.plot_target_per_stage):
         p = fn(scores, plan, tmp_path / f"{fn.__name__}.png")
         assert p.stat().st_size > 1024
+
+
+
+# --------------------------------------------------------------------------- deltas, LaTeX, heatmap, across
+def test_deltas_tables(tmp_path):
+    root = make_tree(tmp_path)
+    write_report(root, PLAN)
+    d = pd.read_csv(root / EXP / "tables" / "deltas_full.csv", index_col="stage")
+    assert list(d.index) == [1, 2] and list(d.columns) == ["task", *BENCH]
+    # full: stage 1 syn_birds 90-30 = +60, syn_color 60-70 = -10; stage 2 syn_color missing -> NaN
+    assert d.loc[1, "syn_birds"] == approx(60.0) and d.loc[1, "syn_color"] == approx(-10.0)
+    assert d.loc[2, "syn_count"] == approx(65.0) and math.isnan(d.loc[2, "syn_color"])
+    md = (root / EXP / "tables" / "deltas_full.md").read_text()
+    assert "R[i][b] − R[0][b]" in md and "| 1 birds | **+60.0** |" in md and "n/a" in md
+
+
+def test_latex_tables(tmp_path):
+    from lmmcl.report.tables import latex_escape, latex_table
+
+    assert latex_escape("a_b & 50%") == r"a\_b \& 50\%"
+    tex = latex_table(pd.DataFrame({"x_1": [1.25, NAN, -2.0]}, index=["a", "b", "c"]), caption="C_1",
+                      label="tab:x", index_label="m", signed=True, bold={("a", "x_1")})
+    lines = tex.splitlines()
+    assert r"\toprule" in lines and r"\midrule" in lines and r"\bottomrule" in lines
+    assert r"\begin{tabular}{lr}" in lines and r"\caption{C\_1}" in lines and r"\label{tab:x}" in lines
+    assert r"m & x\_1 \\" in lines
+    assert r"a & \textbf{+1.2} \\" in lines or r"a & \textbf{+1.3} \\" in lines
+    assert r"b & n/a \\" in lines and r"c & $-$2.0 \\" in lines
+    assert "nan" not in tex.lower().replace("n/a", "")
+
+    root = make_tree(tmp_path)
+    write_report(root, PLAN)
+    r = (root / EXP / "tables" / "R_full.tex").read_text()
+    assert r"1 birds & \textbf{90.0} & 25.0 & 60.0 & 50.0 \\" in r
+    assert r"2 count & 60.0 & \textbf{85.0} & n/a & n/a \\" in r  # missing file + null score
+    assert r"chance & 25.0 & 25.0 & 16.7 & 25.0 \\" in r
+    lf = (root / EXP / "tables" / "learning_forgetting.tex").read_text()
+    assert r"full & +60.0 & +65.0 & +62.5 &" in lf and "MaxForgetting" in lf and r"\end{table}" in lf
+    assert lf.count("{") == lf.count("}")  # everything escaped / balanced
+
+
+def test_heatmap_png_with_nan(tmp_path):
+    from lmmcl.report import plots
+
+    R = hand_R()
+    R.loc[2, "B"] = NAN
+    labels = ["0 base", "1 a", "2 b", "3 c"]
+    out = plots.plot_r_heatmap(R, tmp_path / "h.png", method="m", stage_labels=labels, stage_targets=TARGETS,
+                               groups={"target": TARGETS, "held-out": HELD})
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    # all-NaN / empty matrix still gives a figure; rerun overwrites in place
+    empty = pd.DataFrame(NAN, index=[0, 1], columns=["A"])
+    for _ in range(2):
+        assert plots.plot_r_heatmap(empty, tmp_path / "e.png", method="m").stat().st_size > 1024
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.png", "h.png"]
+
+
+def test_write_report_is_rerunnable(tmp_path):
+    root = make_tree(tmp_path)
+    first = write_report(root, PLAN)
+    before = (root / EXP / "tables" / "learning_forgetting.tex").read_text()
+    second = write_report(root, PLAN)
+    assert first == second and (root / EXP / "tables" / "learning_forgetting.tex").read_text() == before
+
+
+def test_across_experiments(tmp_path):
+    from lmmcl.report.across import across_table, write_across
+
+    root = make_tree(tmp_path)
+    write_report(root, PLAN)
+    other = dict(PLAN, experiment="exp2", methods=["full"])
+    # second experiment: same evals, different name, no plan file (older run) -> plan inferred
+    import shutil
+
+    shutil.copytree(root / EXP / "evals", root / "exp2" / "evals")
+    write_report(root, other)
+    (root / "exp2" / "report_plan.json").unlink()
+    # inference needs stage tasks = benchmark names; this plan maps birds->syn_birds, so it must fail clearly
+    with pytest.raises(ValueError, match="cannot be inferred"):
+        across_table([root / EXP, root / "exp2"])
+    write_report(root, other)
+
+    df = across_table([root / EXP, root / "exp2"])
+    assert list(df.index) == [(EXP, "sa_proj"), (EXP, "full"), ("exp2", "full")]
+    assert df.loc[(EXP, "full"), "Learning"] == approx(62.5)  # (60+65)/2
+    assert df.loc[(EXP, "full"), "BWT"] == approx(-30.0)
+    assert df.loc[("exp2", "full"), "Learning"] == approx(62.5)
+    assert df.loc[(EXP, "full"), "n_missing"] == 2 and df.loc[(EXP, "sa_proj"), "n_missing"] == 0
+    with pytest.raises(ValueError, match="appears twice"):
+        across_table([root / EXP, root / EXP])
+
+    paths = write_across([root / EXP, root / "exp2"], tmp_path / "across")
+    for p in paths:
+        assert p.is_file() and p.stat().st_size > 0
+    md = paths[1].read_text()
+    assert "| exp1 / full |" in md and "MaxForgetting" in md
+
+
+def test_cli_report_across(tmp_path, capsys):
+    from lmmcl.cli import main
+
+    root = make_tree(tmp_path)
+    write_report(root, PLAN)
+    main(["report", "--across", str(root / EXP), "--out", str(tmp_path / "x")])
+    assert (tmp_path / "x" / "learning_forgetting_across.tex").is_file()
+    with pytest.raises(SystemExit):
+        main(["report", "--across", str(root / EXP)])  # --out missing
+    assert "--out" in capsys.readouterr().err

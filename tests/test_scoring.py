@@ -153,11 +153,12 @@ def test_exact(pred, gold, expected):
 
 
 def test_registry_and_empty_prediction():
-    assert set(SCORERS) == {"mc_letter", "count", "yesno", "vqa", "clock", "exact"}
+    assert set(SCORERS) == {"mc_letter", "count", "yesno", "vqa", "clock", "clock_exact", "pathvqa", "exact"}
     docs = {
         "mc_letter": BIRD, "count": {"answer": "There are 0 squares.", "count": 0},
         "yesno": {"answer": "no"}, "vqa": {"answer": "", "answers": [""] * 10},
-        "clock": {"answer": "00:00"}, "exact": {"answer": ""},
+        "clock": {"answer": "00:00"}, "clock_exact": {"answer": "00:00"}, "exact": {"answer": ""},
+        "pathvqa": {"question": "is this benign?", "answer": ""},
     }
     for name, fn in SCORERS.items():
         assert fn("", docs[name]) == 0, name
@@ -166,3 +167,75 @@ def test_registry_and_empty_prediction():
         scoring.score("nope", "x", {})
     assert scoring.score_all("clock", "both_acc", "3:30", {"answer": "03:30"}) == {
         "both_acc": 1.0, "hour_acc": 1.0, "minute_acc": 1.0}
+
+
+# ------------------------------------------------------------------- study tasks (real data)
+from lmmcl.evaluation.scoring import clock_exact, is_yes_no_question, pathvqa_parts, score_all  # noqa: E402
+
+
+@pytest.mark.parametrize("pred,doc,expected", [
+    ("19", {"number": 19}, 1.0),                        # CountBenchQA's own column
+    ("nineteen", {"count": 19}, 1.0),                   # the study read "nineteen" as 9
+    ("nineteen", {"count": 9}, 0.0),
+    ("seventeen dogs", {"count": 7}, 0.0),              # the study: 7
+    ("None of them.", {"count": 1}, 0.0),               # the study: "n1 of them" -> 1
+    ("There are 3 dogs in this image.", {"answer": "There are 3 dogs in this image."}, 1.0),
+])
+def test_count_real_formats(pred, doc, expected):
+    assert count(pred, doc) == expected
+
+
+@pytest.mark.parametrize("pred,gold,study,fixed", [
+    ("12:00", (0, 0), 0.0, 1.0),
+    ("3:45", (15, 45), 0.0, 1.0),
+    ("03:05", (3, 6), 1.0, 1.0),
+    ("2:59", (3, 0), 0.0, 0.0),     # minute within 1 (wrap) but the hour is not carried over
+    ("The time is 4:30.", (4, 31), 1.0, 1.0),
+])
+def test_clock_study_switch(pred, gold, study, fixed):
+    doc = {"hour": gold[0], "minute": gold[1]}
+    assert clock_exact(pred, doc) == study
+    assert clock(pred, doc) == fixed
+
+
+@pytest.mark.parametrize("pred,answer,question,exact,f1,binary", [
+    ("yes", "yes", "Is this benign?", 1.0, 1.0, 1.0),
+    ("Yes.", "yes", "is this benign?", 1.0, 1.0, 1.0),          # the study: "Yes." != "yes"
+    ("no", "yes", "Does it show necrosis?", 0.0, 0.0, 0.0),
+    ("chronic inflammation", "inflammation", "What is shown?", 0.5, 2 / 3, None),
+    ("inflammation", "chronic inflammation", "What is shown?", 1.0, 2 / 3, None),
+    ("", "yes", "Are these cells?", 0.0, 0.0, 0.0),
+])
+def test_pathvqa_metrics(pred, answer, question, exact, f1, binary):
+    got = pathvqa_parts(pred, {"question": question, "answer": answer})
+    assert got["pathvqa_exact_match"] == pytest.approx(exact)
+    assert got["pathvqa_f1"] == pytest.approx(f1)
+    if binary is None:
+        assert got["pathvqa_binary_accuracy"] != got["pathvqa_binary_accuracy"]  # NaN: not a yes/no question
+    else:
+        assert got["pathvqa_binary_accuracy"] == binary
+
+
+def test_pathvqa_bleu_and_questions():
+    doc = {"question": "What is present?", "answer": "the cells of the liver"}
+    got = pathvqa_parts("the cells of the liver", doc)
+    assert got["pathvqa_bleu1"] == got["pathvqa_bleu2"] == got["pathvqa_bleu3"] == pytest.approx(1.0)
+    short = pathvqa_parts("the liver", doc)   # 2/2 unigrams right, brevity penalty exp(1 - 5/2)
+    assert short["pathvqa_bleu1"] == pytest.approx(0.22313, abs=1e-4)
+    assert short["pathvqa_bleu3"] == 0.0      # no trigram: 0 (no smoothing)
+    assert is_yes_no_question("Were mitoses seen?") and not is_yes_no_question("How many nuclei?")
+    assert set(score_all("pathvqa", "pathvqa_exact_match", "yes", {"question": "Is it?", "answer": "yes"})) == {
+        "pathvqa_exact_match", "pathvqa_f1", "pathvqa_bleu1", "pathvqa_bleu2", "pathvqa_bleu3",
+        "pathvqa_binary_accuracy"}
+
+
+@pytest.mark.parametrize("pred,expected", [
+    ("K", "K"), ("I think C", "C"), ("(B) Laysan Albatross", "B"), ("The answer is d.", "D"),
+    ("Answer: C", "C"), ("Laysan Albatross", "B"), ("A", "A"), ("A bird", None), ("i", "I"), ("I am not sure", None),
+])
+def test_cub_letter_26_options(pred, expected):
+    from lmmcl.evaluation.scoring import parse_letter
+
+    options = [f"bird {i}" for i in range(26)]
+    options[1] = "Laysan Albatross"
+    assert parse_letter(pred, options) == expected

@@ -21,6 +21,18 @@ def cmd_make_data(a):
     print(f"wrote {a.n} {a.skill}/{a.split} examples to {path}")
 
 
+def cmd_convert(a):
+    from .data.sources import convert
+
+    opts = dict(a.options or {})
+    for key in ("seed", "limit"):
+        if getattr(a, key) is not None:
+            opts[key] = getattr(a, key)
+    report = convert(a.dataset, a.out_dir, **opts)
+    print(report.summary())
+    print(f"wrote {a.out_dir}/<split>.parquet and {a.out_dir}/report.json")
+
+
 def cmd_build_base(a):
     from .train.stage import build_base
 
@@ -34,8 +46,18 @@ def cmd_train_stage(a):
 
     m = train_stage(parent_manifest=a.parent, data=a.data, out_manifest=a.out, method=a.method,
                     recipe=a.recipe, hparams=a.hparams, extra_recipes=a.recipes, stage=a.stage,
-                    task=a.task, threads=a.threads)
-    _print_run(m, a.out)
+                    task=a.task, threads=a.threads, method_spec=a.method_spec, deepspeed=a.deepspeed)
+    if m:  # empty on the non-zero ranks of a multi-GPU launch
+        _print_run(m, a.out)
+
+
+def cmd_merge_stage(a):
+    from .train.methods.wise_ft import merge_stage
+
+    m = merge_stage(previous_manifest=a.previous, finetuned_manifest=a.finetuned, out_manifest=a.out,
+                    alpha=a.alpha, threads=a.threads)
+    print(f"merged {m['wise_ft']['merged_tensors']} tensors: {a.alpha} x previous + {1 - a.alpha:g} x finetuned")
+    print(f"wrote {a.out}")
 
 
 def _print_run(m: dict, out):
@@ -50,32 +72,77 @@ def _print_run(m: dict, out):
 
 
 def cmd_evaluate(a):
-    from .evaluation.run import evaluate
-    from .models.io import checkpoint_of
+    from .evaluation import standalone
 
-    checkpoint = checkpoint_of(a.manifest) if a.manifest else a.checkpoint
+    given = [x for x in (a.target, a.manifest, a.checkpoint) if x]
+    if len(given) != 1:
+        raise ValueError("give exactly one of: CHECKPOINT (positional), --manifest, --checkpoint")
+    checkpoint = standalone.resolve_checkpoint(given[0])
+    out_dir = a.out_dir or standalone.default_out_dir(checkpoint)
+    builtin_data = standalone.parse_builtin_data(a.builtin_data)
+    standalone.set_hub_env(checkpoint, a.benchmarks, builtin_data)  # before any HF import
+    from .evaluation.run import evaluate
+
     if a.threads:
         import torch
 
         torch.set_num_threads(a.threads)
-    paths = evaluate(checkpoint, a.benchmarks, a.data_root, a.out_dir, limit=a.limit, device=a.device,
-                     fail_on_empty=a.fail_on_empty)
+    paths = evaluate(checkpoint, a.benchmarks, a.data_root, out_dir, limit=a.limit, device=a.device,
+                     fail_on_empty=a.fail_on_empty, batch_size=a.batch_size,
+                     clock_exact_hours=a.clock_exact_hours, builtin_data=builtin_data)
     for p in paths:
         s = json.loads(Path(p).read_text())
         empty = f", {s['n_empty']} empty" if s.get("n_empty") else ""
-        print(f"{s['benchmark']:>16}: {s['metric']} = {s['score']:.1f}  (n={s['n']}{empty})")
+        score = "n/a" if s["score"] is None else f"{s['score']:.1f}"
+        print(f"{s['benchmark']:>16}: {s['metric']} = {score}  (n={s['n']}{empty}) -> {p}")
 
 
 def cmd_report(a):
+    if a.across:
+        from .report.across import write_across
+
+        if not a.out:
+            raise ValueError("--across needs --out DIR (where the cross-experiment table goes)")
+        for path in write_across(a.across, a.out):
+            print(f"wrote {path}")
+        return
+    if a.plan is None:
+        raise ValueError("give --plan JSON (one experiment) or --across EXPERIMENT_DIR ... --out DIR")
     from .report.aggregate import format_summary, write_report
 
     write_report(a.results, a.plan)
     print(format_summary(a.results, a.plan))
 
 
+def cmd_probe_numbers(a):
+    from .probes.common import parse_labelled
+    from .probes.numbers import probe_numbers
+
+    res = probe_numbers(a.base, parse_labelled(a.checkpoints), {"target": a.target, "heldout": a.heldout},
+                        a.out_json, a.out_png, n=a.n, max_new_tokens=a.max_new_tokens, device=a.device)
+    for label, d in res["delta_vs_base"].items():
+        print(f"{label}: number-token mass vs base: " + ", ".join(
+            f"{role} {100 * v['avg_total_number_prob_mean']:+.2f} pp" for role, v in d.items()))
+    print(f"wrote {a.out_json} and {a.out_png}")
+
+
+def cmd_probe_layers(a):
+    from .probes.common import parse_labelled
+    from .probes.layers import probe_layers
+
+    res = probe_layers(a.base, parse_labelled(a.checkpoints), a.data, a.out_json, a.out_png, n=a.n, device=a.device)
+    for label, r in res["checkpoints"].items():
+        print(f"{label}: attn " + " ".join(f"{v:.3g}" for v in r["sa_mean"]) + " | mlp "
+              + " ".join(f"{v:.3g}" for v in r["mlp_mean"]))
+    print(f"wrote {a.out_json} and {a.out_png}")
+
+
 def cmd_recipes(a):
     from . import recipes
 
+    if a.table:
+        print(recipes.format_count_table(recipes.count_table(a.family or None)))
+        return
     for name, spec in recipes.all_recipes().items():
         print(f"{name:14} {spec.get('description', '')}")
 
@@ -92,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-size", type=int, default=32)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_make_data)
+
+    s = sub.add_parser("convert", help="download/convert a real dataset into <out-dir>/<split>.parquet + report.json")
+    s.add_argument("dataset", help="a dataset of registry/datasets.yaml (cub200, pixmocount, pathvqa, ...)")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--limit", type=int, help="keep only the first N usable examples per split")
+    s.add_argument("--options", type=_json_arg, default={}, help="config data.sources.<dataset> as JSON")
+    s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("build-base", help="stage 0: build (and for the tiny family pre-train) the base model")
     s.add_argument("--experiment", required=True)
@@ -113,16 +188,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stage", type=int)
     s.add_argument("--task")
     s.add_argument("--threads", type=int)
+    s.add_argument("--method-spec", type=_json_arg, default=None,
+                   help="training method and its keys as JSON (lmmcl.train.methods), default plain SFT")
     s.add_argument("--out", required=True, help="manifest.json to write")
+    s.add_argument("--deepspeed", help="DeepSpeed JSON (config/deepspeed/zero2.json, zero3.json) for multi-GPU runs")
     s.set_defaults(func=cmd_train_stage)
 
+    s = sub.add_parser("merge-stage", help="WiSE-FT: alpha x previous model + (1 - alpha) x finetuned stage")
+    s.add_argument("--previous", required=True, help="manifest.json of the previous (merged) model or the base")
+    s.add_argument("--finetuned", required=True, help="manifest.json of the stage trained from it")
+    s.add_argument("--alpha", type=float, required=True, help="weight of the previous model")
+    s.add_argument("--threads", type=int)
+    s.add_argument("--out", required=True, help="manifest.json of the merged stage to write")
+    s.set_defaults(func=cmd_merge_stage)
+
     s = sub.add_parser("evaluate", help="evaluate a checkpoint on benchmarks with lmms-eval")
-    g = s.add_mutually_exclusive_group(required=True)
+    s.add_argument("target", nargs="?", metavar="CHECKPOINT",
+                   help="checkpoint folder, hub id, stage folder or manifest.json (standalone use)")
+    g = s.add_mutually_exclusive_group()
     g.add_argument("--manifest", help="a stage or base manifest.json")
-    g.add_argument("--checkpoint", help="a checkpoint folder")
-    s.add_argument("--benchmarks", nargs="+", required=True)
+    g.add_argument("--checkpoint", help="a checkpoint folder or hub id")
+    s.add_argument("--benchmarks", nargs="+", required=True, help="registry benchmarks (src/lmmcl/registry/benchmarks.yaml)")
     s.add_argument("--data-root", default="data")
-    s.add_argument("--out-dir", required=True)
+    s.add_argument("--out-dir", help="default: results/standalone/<last two parts of the checkpoint>")
+    s.add_argument("--batch-size", type=int, default=1, help="prompts per generate call (left-padded)")
+    s.add_argument("--clock-exact-hours", action="store_true",
+                   help="score clock hours exactly as the study did (default: modulo 12)")
+    s.add_argument("--builtin-data", nargs="*", metavar="BENCHMARK=PARQUET",
+                   help="run built-in benchmarks on local parquet in their lmms-eval columns (offline)")
     s.add_argument("--limit", type=int)
     s.add_argument("--device", default="cpu")
     s.add_argument("--threads", type=int)
@@ -132,10 +225,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="scores.csv, tables and plots of one experiment")
     s.add_argument("--results", default="results", help="results root (outputs go to <results>/<experiment>/)")
-    s.add_argument("--plan", type=_json_arg, required=True)
+    s.add_argument("--plan", type=_json_arg, help="report plan JSON of one experiment")
+    s.add_argument("--across", nargs="+", metavar="EXPERIMENT_DIR",
+                   help="instead: one learning/forgetting table across these results/<experiment> folders")
+    s.add_argument("--out", help="output folder of --across")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("recipes", help="list the built-in recipes")
+    s = sub.add_parser("probe-numbers", help="number-token probe (counting bias) of checkpoints vs. the base")
+    s.add_argument("--base", required=True, help="base manifest.json or checkpoint folder")
+    s.add_argument("--checkpoints", nargs="+", required=True, metavar="[LABEL=]PATH",
+                   help="stage manifest.json files or checkpoint folders")
+    s.add_argument("--target", required=True, help="parquet of the counting prompts")
+    s.add_argument("--heldout", required=True, help="parquet of the held-out prompts")
+    s.add_argument("--n", type=int, default=32, help="first N samples of each parquet")
+    s.add_argument("--max-new-tokens", type=int, default=32)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out-json", required=True)
+    s.add_argument("--out-png", required=True)
+    s.set_defaults(func=cmd_probe_numbers)
+
+    s = sub.add_parser("probe-layers", help="per-layer attention/MLP contribution of checkpoints vs. the base")
+    s.add_argument("--base", required=True, help="base manifest.json or checkpoint folder")
+    s.add_argument("--checkpoints", nargs="+", required=True, metavar="[LABEL=]PATH")
+    s.add_argument("--data", required=True, help="parquet with question + answer (teacher-forced)")
+    s.add_argument("--n", type=int, default=32)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out-json", required=True)
+    s.add_argument("--out-png", required=True)
+    s.set_defaults(func=cmd_probe_layers)
+
+    s = sub.add_parser("recipes", help="list the built-in recipes (--table: counts per model family)")
+    s.add_argument("--table", action="store_true",
+                   help="trainable parameters of every recipe on each family's default checkpoint "
+                        "(built on the meta device from the shipped config.json; no weights)")
+    s.add_argument("--family", nargs="*", help="with --table: only these families (default: all real ones)")
     s.set_defaults(func=cmd_recipes)
     return p
 

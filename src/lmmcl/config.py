@@ -16,18 +16,46 @@ import yaml
 
 from . import recipes as recipe_registry
 from .train.hparams import DEFAULT_HPARAMS
+from .train.methods import METHOD_DEFAULTS, NO_RECIPE, RECIPE_OPTIONAL, method_keys, method_spec
 
 METHOD_KEYS = {"recipe", "method", "stages"}
-METHODS = {"sft"}   # training methods with a hook in lmmcl.train (baselines add theirs)
+# training methods (lmmcl.train.methods): sft and the baselines lora, lwf, wise_ft, moe
+METHODS = set(METHOD_DEFAULTS)
 
 
 class ConfigError(ValueError):
     pass
 
 
+def resolve_sequence(cfg: dict) -> list[str]:
+    """`sequence` as a list of tasks, or the name of one of the named `sequences`."""
+    seq = cfg["sequence"]
+    if isinstance(seq, str):
+        named = cfg.get("sequences") or {}
+        if seq not in named:
+            raise ConfigError(f"sequence: {seq!r} is not one of the named sequences {sorted(named)}")
+        return list(named[seq])
+    return list(seq)
+
+
 @lru_cache(maxsize=1)
 def benchmark_registry() -> dict:
     return yaml.safe_load(resources.files("lmmcl").joinpath("registry/benchmarks.yaml").read_text())
+
+
+def target_of_task(benchmark: str, spec: dict) -> str:
+    """The training task a registry benchmark measures (`target_of`, default its own name)."""
+    return spec.get("target_of") or benchmark
+
+
+def target_of(task: str) -> str:
+    """The target benchmark of training task `task`: the registry benchmark whose `target_of`
+    is `task` (e.g. textvqa -> textvqa_val), else the benchmark named like the task."""
+    reg = benchmark_registry()
+    for b, spec in reg.items():
+        if spec.get("target_of") == task:
+            return b
+    return task
 
 
 @dataclass(frozen=True)
@@ -45,12 +73,12 @@ class Plan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.experiment = cfg["experiment"]
-        self.sequence: list[str] = list(cfg["sequence"])
+        self.sequence: list[str] = list(resolve_sequence(cfg))
         self.methods: dict = cfg["methods"]
         self.stage_cfg: dict = cfg.get("stages") or {}
         self.extra_recipes: dict = cfg.get("recipes") or {}
         b = cfg.get("benchmarks") or {}
-        self.target = list(b.get("target") or self.sequence)
+        self.target = list(b.get("target") or [target_of(t) for t in self.sequence])
         self.held_out = list(b.get("held_out") or [])
         self.extra = list(b.get("extra") or [])
         self.check()
@@ -68,8 +96,10 @@ class Plan:
                 if n not in registry:
                     raise ConfigError(f"benchmarks.{group}: unknown benchmark {n!r}; allowed: {sorted(registry)}")
         for t in self.sequence:
-            if t not in registry:
-                raise ConfigError(f"sequence: unknown task {t!r}; allowed: {sorted(registry)}")
+            if target_of(t) not in registry:
+                tasks = sorted({target_of_task(b, spec) for b, spec in registry.items()})
+                raise ConfigError(f"sequence: unknown task {t!r} (no benchmark measures it); allowed: {tasks}")
+        self._check_datasets()
         dup = set(self.target) & set(self.held_out) | set(self.target) & set(self.extra) | set(self.held_out) & set(self.extra)
         if dup:
             raise ConfigError(f"benchmarks: {sorted(dup)} listed in more than one group")
@@ -77,20 +107,47 @@ class Plan:
         if not self.methods:
             raise ConfigError("methods: at least one method is needed")
         for m, spec in self.methods.items():
-            unknown = set(spec) - METHOD_KEYS - set(DEFAULT_HPARAMS)
+            kind = spec.get("method", "sft")
+            if kind not in METHODS:
+                raise ConfigError(f"methods.{m}.method: unknown method {spec['method']!r}; allowed: {sorted(METHODS)}")
+            allowed_keys = METHOD_KEYS | set(DEFAULT_HPARAMS) | method_keys(kind)
+            unknown = set(spec) - allowed_keys
             if unknown:
                 raise ConfigError(f"methods.{m}: unknown key(s) {sorted(unknown)}; allowed: "
-                                  f"{sorted(METHOD_KEYS | set(DEFAULT_HPARAMS))}")
-            if spec.get("recipe") not in known:
+                                  f"{sorted(allowed_keys)}")
+            if "recipe" not in spec and kind not in RECIPE_OPTIONAL:
+                raise ConfigError(f"methods.{m}.recipe: required for method {kind!r} (optional only for "
+                                  f"{sorted(RECIPE_OPTIONAL)}); allowed: {sorted(known)}")
+            if kind in RECIPE_OPTIONAL and spec.get("recipe", NO_RECIPE) == NO_RECIPE:
+                pass
+            elif spec.get("recipe") not in known:
                 raise ConfigError(f"methods.{m}.recipe: unknown recipe {spec.get('recipe')!r}; allowed: {sorted(known)}")
-            if spec.get("method", "sft") not in METHODS:
-                raise ConfigError(f"methods.{m}.method: unknown method {spec['method']!r}; allowed: {sorted(METHODS)}")
+            try:
+                method_spec(kind, spec, where=f"methods.{m}")
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
             self._check_stage_keys(spec.get("stages") or {}, f"methods.{m}.stages")
         self._check_stage_keys({k: v for k, v in self.stage_cfg.items() if k != "defaults"}, "stages")
         for where, hp in self._all_hparam_blocks():
             unknown = set(hp) - set(DEFAULT_HPARAMS)
             if unknown:
                 raise ConfigError(f"{where}: unknown hyperparameter(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_HPARAMS)}")
+
+    def _check_datasets(self):
+        """Every sequence task is a dataset with a train split (registry/datasets.yaml), and
+        `data.sources` only configures datasets that have a converter."""
+        from .data.sources import dataset_registry
+
+        reg = dataset_registry()
+        trainable = sorted(n for n, s in reg.items() if "train" in (s.get("splits") or []))
+        for t in self.sequence:
+            if t not in trainable:
+                raise ConfigError(f"sequence: task {t!r} is not a dataset with a train split "
+                                  f"(registry/datasets.yaml); allowed: {trainable}")
+        convertible = sorted(n for n, s in reg.items() if s.get("converter"))
+        for name in ((self.cfg.get("data") or {}).get("sources") or {}):
+            if name not in convertible:
+                raise ConfigError(f"data.sources: unknown dataset {name!r}; allowed: {convertible}")
 
     def _check_stage_keys(self, overrides: dict, where: str):
         for task in overrides:
@@ -110,6 +167,12 @@ class Plan:
     @property
     def benchmarks(self) -> list[str]:
         return self.target + self.held_out + self.extra
+
+    @property
+    def local_benchmarks(self) -> list[str]:
+        """Benchmarks that read local parquet (not lmms-eval built-ins, which load their own data)."""
+        reg = benchmark_registry()
+        return [b for b in self.benchmarks if not reg[b].get("builtin")]
 
     def stages(self, method: str) -> list[Stage]:
         return [Stage(method, k, t) for k, t in enumerate(self.sequence, start=1)]
@@ -132,7 +195,15 @@ class Plan:
         return hp
 
     def recipe(self, method: str) -> str:
-        return self.methods[method]["recipe"]
+        """The method's recipe; `none` for a LoRA/MoE method without one (its hook decides)."""
+        return self.methods[method].get("recipe", NO_RECIPE)
+
+    def method_kind(self, method: str) -> str:
+        return self.methods[method].get("method", "sft")
+
+    def method_spec(self, method: str) -> dict:
+        """`{"method": kind, **the kind's keys with defaults}` (lmmcl.train.methods)."""
+        return method_spec(self.method_kind(method), self.methods[method], where=f"methods.{method}")
 
     def report_plan(self) -> dict:
         reg = benchmark_registry()
@@ -140,7 +211,7 @@ class Plan:
             "experiment": self.experiment,
             "methods": list(self.methods),
             "sequence": self.sequence,
-            "stage_targets": {t: t for t in self.sequence},
+            "stage_targets": {t: target_of(t) for t in self.sequence},
             "target": self.target,
             "held_out": self.held_out,
             "extra": self.extra,

@@ -1,11 +1,15 @@
 """Recipes as data: which parameters a stage trains.
 
 A recipe is a list of regexes (`include`, optional `exclude`) over in-memory parameter names,
-written with `{role}` placeholders that each model family resolves (models/families.py).
+written with `{role}` placeholders that each model family resolves (models/families/).
 Built-ins live in registry/recipes.yaml; configs may add their own under `recipes:`.
 
     from lmmcl import recipes
     report = recipes.apply(model, "sa_proj")   # freezes everything else, returns the report
+    recipes.apply(model, "last_n_layers", last_n_layers=8)   # a parameterised recipe
+
+`last_n_layers: N` in a recipe selects the LLM decoder layers with index >= L - N (L counted
+from the model's own parameter names) on top of its `include` patterns.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import yaml
 
 from .models.families import Family, family_of_model, get_family
 
-RECIPE_KEYS = {"include", "exclude", "description"}
+RECIPE_KEYS = {"include", "exclude", "description", "last_n_layers"}
 
 
 @lru_cache(maxsize=1)
@@ -33,10 +37,17 @@ def all_recipes(extra: dict | None = None) -> dict:
         unknown = set(spec) - RECIPE_KEYS
         if unknown:
             raise ValueError(f"recipe {name!r}: unknown key(s) {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
-        if not spec.get("include"):
-            raise ValueError(f"recipe {name!r}: `include` must list at least one pattern")
+        _check_spec(name, spec)
         merged[name] = spec
     return merged
+
+
+def _check_spec(name: str, spec: dict):
+    if not spec.get("include") and not spec.get("last_n_layers"):
+        raise ValueError(f"recipe {name!r}: `include` must list at least one pattern (or set `last_n_layers`)")
+    n = spec.get("last_n_layers")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"recipe {name!r}: last_n_layers must be a positive integer, got {n!r}")
 
 
 def get_recipe(name: str, extra: dict | None = None) -> dict:
@@ -59,9 +70,24 @@ def resolve_patterns(patterns: list[str], family: Family) -> list[re.Pattern]:
 
 
 def select(names: list[str], recipe: dict, family: Family) -> list[str]:
-    inc = resolve_patterns(recipe["include"], family)
+    inc = resolve_patterns(recipe.get("include", []), family)
     exc = resolve_patterns(recipe.get("exclude", []), family)
-    return [n for n in names if any(p.search(n) for p in inc) and not any(p.search(n) for p in exc)]
+    chosen = {n for n in names if any(p.search(n) for p in inc)}
+    if recipe.get("last_n_layers"):
+        chosen |= set(last_layers(names, int(recipe["last_n_layers"]), family))
+    return [n for n in names if n in chosen and not any(p.search(n) for p in exc)]
+
+
+def last_layers(names: list[str], n: int, family: Family) -> list[str]:
+    """Parameters of the last `n` LLM decoder layers (index >= L - n)."""
+    layer = re.compile("(?:" + family.roles["llm_layers"] + r")\.(\d+)\.")
+    idx = {name: int(m.group(1)) for name in names if (m := layer.search(name))}
+    if not idx:
+        return []
+    total = max(idx.values()) + 1
+    if n > total:
+        raise ValueError(f"last_n_layers={n} but the LLM of family {family.name} has {total} layers")
+    return [name for name, i in idx.items() if i >= total - n]
 
 
 def _module_names(param_names: list[str]) -> list[str]:
@@ -72,20 +98,30 @@ def _module_names(param_names: list[str]) -> list[str]:
     return list(seen)
 
 
-def apply(model, recipe: str | dict, family: str | Family | None = None, extra: dict | None = None) -> dict:
+def apply(model, recipe: str | dict, family: str | Family | None = None, extra: dict | None = None,
+          **params) -> dict:
     """Make exactly the recipe's parameters trainable; return the trainable-parameter report.
 
+    `recipe` is a built-in name (or one of `extra`, the config's user recipes) or a spec dict
+    (`include`, `exclude`, `last_n_layers`); `params` override spec keys, e.g.
+    `apply(model, "last_n_layers", last_n_layers=8)`. The family is found from the model class.
     Raises ValueError if the recipe matches no parameter (a typo must not train nothing).
     """
     fam = get_family(family) if isinstance(family, str) else (family or family_of_model(model))
     name = recipe if isinstance(recipe, str) else recipe.get("name", "custom")
-    spec = get_recipe(recipe, extra) if isinstance(recipe, str) else recipe
-    params = dict(model.named_parameters())
-    chosen = set(select(list(params), spec, fam))
+    spec = dict(get_recipe(recipe, extra) if isinstance(recipe, str) else recipe)
+    unknown = set(params) - (RECIPE_KEYS - {"description"})
+    if unknown:
+        raise ValueError(f"recipe {name!r}: unknown parameter(s) {sorted(unknown)}; allowed: "
+                         f"{sorted(RECIPE_KEYS - {'description'})}")
+    spec.update(params)
+    _check_spec(name, spec)
+    params_by_name = dict(model.named_parameters())
+    chosen = set(select(list(params_by_name), spec, fam))
     if not chosen:
         raise ValueError(f"recipe {name!r} matches no parameter of family {fam.name} "
-                         f"(patterns {spec['include']}); check the patterns against named_parameters()")
-    for n, p in params.items():
+                         f"(patterns {spec.get('include', [])}); check the patterns against named_parameters()")
+    for n, p in params_by_name.items():
         p.requires_grad_(n in chosen)
     return report(model, name, spec)
 
@@ -100,8 +136,9 @@ def report(model, name: str, spec: dict) -> dict:
             trainable_names.append(n)
     return {
         "recipe": name,
-        "include": list(spec["include"]),
+        "include": list(spec.get("include", [])),
         "exclude": list(spec.get("exclude", [])),
+        **({"last_n_layers": spec["last_n_layers"]} if spec.get("last_n_layers") else {}),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_share": trainable / total if total else 0.0,
@@ -116,3 +153,42 @@ def role_of(name: str, family: Family, roles: list[str]) -> str | None:
         if re.search(family.roles[role], name):
             return role
     return None
+
+
+def count_table(families: list[str] | None = None, names: list[str] | None = None) -> list[dict]:
+    """Trainable-parameter count of every recipe on every family's default-checkpoint model,
+    built on the meta device from the shipped config.json (no weights, no download)."""
+    from .models.families import FAMILIES
+    from .models.meta import build_meta
+
+    rows = []
+    for fam in families or [f for f in FAMILIES if FAMILIES[f].hf_config]:
+        model = build_meta(fam)
+        for name in names or list(builtin_recipes()):
+            try:
+                r = apply(model, name, family=fam)
+                rows.append({"family": fam, "recipe": name, "trainable_params": r["trainable_params"],
+                             "total_params": r["total_params"], "trainable_share": r["trainable_share"]})
+            except ValueError:  # e.g. a role this family does not have
+                rows.append({"family": fam, "recipe": name, "trainable_params": None,
+                             "total_params": None, "trainable_share": None})
+    return rows
+
+
+def format_count_table(rows: list[dict]) -> str:
+    """Markdown: recipes × families, millions of trainable parameters (share of the model)."""
+    fams = list(dict.fromkeys(r["family"] for r in rows))
+    names = list(dict.fromkeys(r["recipe"] for r in rows))
+    cell = {(r["family"], r["recipe"]): r for r in rows}
+    head = "| recipe | " + " | ".join(f"{f} ({get_family(f).default_checkpoint or 'tiny'})" for f in fams) + " |"
+    lines = [head, "|---|" + "---:|" * len(fams)]
+    for n in names:
+        vals = []
+        for f in fams:
+            r = cell[(f, n)]
+            vals.append("—" if r["trainable_params"] is None else
+                        f"{r['trainable_params'] / 1e6:,.1f}M ({100 * r['trainable_share']:.1f}%)")
+        lines.append(f"| {n} | " + " | ".join(vals) + " |")
+    totals = {f: next(r["total_params"] for r in rows if r["family"] == f and r["total_params"]) for f in fams}
+    lines.append("| (total) | " + " | ".join(f"{totals[f] / 1e6:,.1f}M" for f in fams) + " |")
+    return "\n".join(lines)

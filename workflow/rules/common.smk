@@ -27,6 +27,14 @@ wildcard_constraints:
     benchmark=r"[A-Za-z0-9_]+",
 
 
+def methods_regex(merged: bool) -> str:
+    """Wildcard regex of the methods whose stage ends with a merge job (WiSE-FT), or of the others."""
+    from lmmcl.train.methods import MERGE_KINDS
+
+    names = [m for m in PLAN.methods if (PLAN.method_kind(m) in MERGE_KINDS) == merged]
+    return "|".join(names) if names else "(?!)"
+
+
 def stage_dir(method, k, task):
     return f"{RES}/{method}/stage{k}_{task}"
 

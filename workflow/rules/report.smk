@@ -5,12 +5,27 @@ rule aggregate:
     input:
         all_eval_files(),
     output:
-        scores=f"{RES}/scores.csv",
+        # report(...) = shown by `snakemake --report report.html` (captions in workflow/report/)
+        scores=report(f"{RES}/scores.csv", caption="../report/scores.rst", category="3. Scores"),
+        plan=f"{RES}/report_plan.json",
         table_md=f"{RES}/tables/learning_forgetting.md",
-        table_csv=f"{RES}/tables/learning_forgetting.csv",
-        plot_lf=f"{RES}/plots/learning_vs_heldout.png",
-        plot_heldout=f"{RES}/plots/heldout_per_stage.png",
-        plot_target=f"{RES}/plots/target_per_stage.png",
+        table_csv=report(f"{RES}/tables/learning_forgetting.csv", caption="../report/learning_forgetting.rst",
+                         category="1. Tables", subcategory="Learning and forgetting"),
+        table_tex=f"{RES}/tables/learning_forgetting.tex",
+        r_csv=report([f"{RES}/tables/R_{m}.csv" for m in PLAN.methods], caption="../report/r_matrix.rst",
+                     category="1. Tables", subcategory="R matrices"),
+        deltas_csv=report([f"{RES}/tables/deltas_{m}.csv" for m in PLAN.methods], caption="../report/deltas.rst",
+                          category="1. Tables", subcategory="Per-benchmark deltas"),
+        other_tables=[f"{RES}/tables/{t}_{m}.{e}" for m in PLAN.methods for t, e in
+                      [("R", "md"), ("R", "tex"), ("deltas", "md"), ("deltas", "tex")]],
+        plot_lf=report(f"{RES}/plots/learning_vs_heldout.png", caption="../report/learning_vs_heldout.rst",
+                       category="2. Plots"),
+        plot_heldout=report(f"{RES}/plots/heldout_per_stage.png", caption="../report/heldout_per_stage.rst",
+                            category="2. Plots"),
+        plot_target=report(f"{RES}/plots/target_per_stage.png", caption="../report/target_per_stage.rst",
+                           category="2. Plots"),
+        heatmaps=report([f"{RES}/plots/R_heatmap_{m}.png" for m in PLAN.methods],
+                        caption="../report/r_heatmap.rst", category="2. Plots", subcategory="R heatmaps"),
     params:
         plan=dumps(PLAN.report_plan()),
     log:

@@ -3,8 +3,11 @@
 lmms-eval reports ``results[task]["<metric>,<filter>"]`` as a fraction (e.g.
 ``"exact_match,none"``; built-in ai2d uses ``"exact_match,flexible-extract"``) next to
 ``"<metric>_stderr,<filter>"`` keys and an ``alias``. We report every metric ×100 (0-100),
-pick the primary metric (registry metric for registry benchmarks, else the task config's
-first ``metric_list`` entry, else the first metric), and count empty answers from the samples.
+pick the primary metric (the registry's exact ``metric_key`` for built-in benchmarks, its
+``metric`` for ours, else the task config's first ``metric_list`` entry, else the first
+metric), and count empty answers from the samples. ocrbench (registry ``value_scale:
+per_1000``) reports correct answers / 1000 whatever the number of samples; it is rescaled to
+correct / n so that a ``limit`` run is on the same 0-100 scale. NaN scores become null.
 Layout: shared/reference/feasibility_ml.md §6.3.
 """
 from __future__ import annotations
@@ -39,7 +42,8 @@ def parse_metrics(task_results: dict) -> dict[str, float]:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        by_metric.setdefault(metric, {})[flt] = float(value) * 100.0
+        value = float(value)
+        by_metric.setdefault(metric, {})[flt] = value * 100.0 if value == value else None
     out: dict[str, float] = {}
     for metric, filters in by_metric.items():
         for flt, v in filters.items():
@@ -67,6 +71,36 @@ def _primary_metric(benchmark: str, task: str, scores: dict, results: dict, regi
     if not scores:
         raise ValueError(f"task {task!r} (benchmark {benchmark!r}) has no numeric metric in its results")
     return next(iter(scores))
+
+
+def _keyed_score(benchmark: str, task: str, task_results: dict, spec: dict, n) -> tuple[str, float | None]:
+    """(metric name, score 0-100) of the registry's exact `metric_key`, rescaled per `value_scale`."""
+    key = spec["metric_key"]
+    if key not in task_results:
+        raise KeyError(f"benchmark {benchmark!r}: metric key {key!r} (registry metric_key) is not in the "
+                       f"results of task {task!r}; keys there: {sorted(k for k in task_results if k != 'alias')}")
+    value = task_results[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"benchmark {benchmark!r}: {key!r} = {value!r} is not a number")
+    value = float(value)
+    scale = spec.get("value_scale", "fraction")
+    if scale == "per_1000":
+        if not n:
+            raise ValueError(f"benchmark {benchmark!r}: value_scale per_1000 needs the number of samples")
+        value = value * 1000.0 / n
+    elif scale != "fraction":
+        raise ValueError(f"benchmark {benchmark!r}: unknown value_scale {scale!r}; allowed: ['fraction', 'per_1000']")
+    metric = key.split(",", 1)[0]
+    return metric, (value * 100.0 if value == value else None)
+
+
+def _raw_key(task_results: dict, metric: str) -> str | None:
+    if metric in task_results:
+        return metric
+    for k in task_results:
+        if k.split(",", 1)[0] == metric.split(",", 1)[0] and not metric.count(","):
+            return k
+    return metric if "," in metric else None
 
 
 def _response(sample: dict) -> str:
@@ -128,11 +162,18 @@ def normalize_results(results: dict, benchmark_of_task: dict, samples: dict | No
             raise KeyError(f"task {task!r} (benchmark {benchmark!r}) is not in the lmms-eval results; "
                            f"tasks there: {sorted(per_task)}")
         scores = parse_metrics(per_task[task])
-        metric = _primary_metric(benchmark, task, scores, results, registry)
         task_samples = (samples or {}).get(task)
         n = (n_samples.get(task) or {}).get("effective")
         if n is None and task_samples is not None:
             n = len(task_samples)
+        spec = registry.get(benchmark) or {}
+        metric_key = spec.get("metric_key")
+        if metric_key:
+            metric, score = _keyed_score(benchmark, task, per_task[task], spec, n)
+            scores[metric] = score
+        else:
+            metric = _primary_metric(benchmark, task, scores, results, registry)
+            score = scores[metric]
         n_empty = None
         if task_samples is not None:
             n_empty = sum(1 for s in task_samples if not _response(s).strip())
@@ -140,7 +181,8 @@ def normalize_results(results: dict, benchmark_of_task: dict, samples: dict | No
             "benchmark": benchmark,
             "task": task,
             "metric": metric,
-            "score": scores[metric],
+            "metric_key": metric_key or _raw_key(per_task[task], metric),
+            "score": score,
             "scores": scores,
             "n": n,
             "n_empty": n_empty,

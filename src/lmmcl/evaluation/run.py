@@ -3,8 +3,12 @@
 Process start-up and imports (~4 s for lmms_eval) cost more than the tiny model's compute, so
 all benchmarks of a checkpoint go through a single ``simple_evaluate`` call, with a
 ``TaskManager`` that indexes only our generated tasks (``include_defaults=False`` skips the
-~2000 built-in task YAMLs). Outputs per benchmark, written atomically:
+~2000 built-in task YAMLs) unless a built-in lmms-eval benchmark (registry `builtin: true`)
+is requested. Outputs per benchmark, written atomically:
 ``<out_dir>/<benchmark>.samples.jsonl`` first, then ``<out_dir>/<benchmark>.json``.
+
+Under ``accelerate launch --num_processes N`` every rank runs this function on its shard of
+the documents; lmms-eval gathers the results on rank 0, which alone writes the outputs.
 """
 from __future__ import annotations
 
@@ -13,11 +17,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 
 def _offline_env() -> None:
-    """Never reach the hub (unless the caller set these explicitly). huggingface_hub reads
-    them at import time, so this runs on import of this module and again in evaluate()."""
+    """Never reach the hub (unless the caller set these explicitly: `lmmcl evaluate` sets them
+    to 0 when a hub checkpoint or a built-in benchmark without local data needs the hub).
+    huggingface_hub reads them at import time, so this runs on import of this module and
+    again in evaluate()."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -44,10 +51,19 @@ def _checkpoint_arg(checkpoint: str) -> str:
     return ckpt
 
 
-def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: int | None = None,
-             device: str = "cpu", fail_on_empty: bool = False) -> list[Path]:
-    """Evaluate `checkpoint` on `benchmarks`; return the written ``<benchmark>.json`` paths.
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
 
+
+def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: int | None = None,
+             device: str = "cpu", fail_on_empty: bool = False, batch_size: int = 1,
+             clock_exact_hours: bool = False, builtin_data: dict | None = None) -> list[Path]:
+    """Evaluate `checkpoint` on `benchmarks`; return the written ``<benchmark>.json`` paths
+    (an empty list on ranks other than 0 of a multi-process run).
+
+    `batch_size` > 1 batches greedy generation (left padding); `clock_exact_hours` scores
+    clock hours exactly as the study did (default: modulo 12); `builtin_data` maps built-in
+    benchmarks to local parquet files in their lmms-eval columns (offline runs).
     Raises ValueError (unknown benchmark) / FileNotFoundError (missing parquet or checkpoint)
     before loading anything, RuntimeError if generation fails, or (with `fail_on_empty`) if
     every answer of a benchmark is empty.
@@ -62,8 +78,11 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
 
     with tempfile.TemporaryDirectory(prefix="lmmcl_eval_") as tmp:
         tasks_dir = Path(tmp) / "tasks"
-        task_of = taskgen.write_tasks(benchmarks, data_root, tasks_dir, cache_dir=Path(tmp) / "hf_datasets")
+        task_of = taskgen.write_tasks(benchmarks, data_root, tasks_dir, cache_dir=Path(tmp) / "hf_datasets",
+                                      clock_exact_hours=clock_exact_hours, builtin_data=builtin_data)
         benchmark_of_task = {t: b for b, t in task_of.items()}
+        reg = taskgen.registry()
+        hub_builtins = [b for b in benchmarks if taskgen.is_builtin(reg[b]) and b not in (builtin_data or {})]
 
         t_import = time.perf_counter()
         from lmms_eval import evaluator
@@ -72,24 +91,38 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
         from lmmcl.evaluation import model as lmmcl_model
 
         t_run = time.perf_counter()
-        task_manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
+        # indexing lmms-eval's ~2000 built-in YAMLs costs ~2.5 s: only when one is needed
+        task_manager = TaskManager(include_path=str(tasks_dir), include_defaults=bool(hub_builtins))
         results = evaluator.simple_evaluate(
             model=MODEL_NAME,
             model_args=f"pretrained={ckpt}",
             tasks=list(task_of.values()),
             task_manager=task_manager,
-            batch_size=1,
+            batch_size=int(batch_size),
             device=device,
             log_samples=True,
             limit=limit,
             bootstrap_iters=0,
+            # where task aggregations write side files (ocrbench_results.txt, submissions);
+            # without it they land in the current directory
+            cli_args=SimpleNamespace(output_path=str(Path(tmp) / "lmms_eval_files"), process_with_media=True),
         )
         t_done = time.perf_counter()
+        side = Path(tmp) / "lmms_eval_files"
+        if (results is not None) and side.is_dir():
+            for f in sorted(p for p in side.rglob("*") if p.is_file()):
+                atomic_write_text(out_dir / "lmms_eval_files" / f.name, f.read_text(errors="replace"))
 
+    if results is None and _rank() > 0:
+        return []  # a non-main rank of `accelerate launch`: rank 0 writes the outputs
     if not results or "results" not in results:
         raise RuntimeError(f"lmms-eval returned no results for checkpoint {ckpt}")
     samples = results.get("samples") or {}
-    hashes = {task_of[b]: taskgen.task_hash(b, data_root, limit) for b in benchmarks}
+    configs = results.get("configs") or {}
+    hashes = {task_of[b]: taskgen.task_hash(b, data_root, limit, clock_exact_hours=clock_exact_hours,
+                                            task_config=configs.get(task_of[b]),
+                                            data_file=(builtin_data or {}).get(b))
+              for b in benchmarks}
     records = normalize.normalize_results(results, benchmark_of_task, samples, task_hashes=hashes)
     gen_seconds = lmmcl_model.last_task_seconds()
 
@@ -114,6 +147,7 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
             "benchmark": bench,
             "task": task,
             "metric": rec["metric"],
+            "metric_key": rec["metric_key"],
             "score": rec["score"],
             "scores": rec["scores"],
             "n": rec["n"],
@@ -126,6 +160,8 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
             "samples": rec["samples"],
             "limit": limit,
             "device": device,
+            "batch_size": int(batch_size),
+            "clock_exact_hours": bool(clock_exact_hours),
             "timing": {
                 "total": round(t_done - t0, 3),
                 "import": round(t_run - t_import, 3),

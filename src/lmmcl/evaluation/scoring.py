@@ -6,7 +6,13 @@ for (shared/reference/lmm_cl_spec.md §3.2), with the study's parsing bugs fixed
 - ``mc_letter``: the study took the first standalone letter, so "I think C" scored as "i".
 - ``count``: the study replaced number words by *substring*, so "nineteen" became 9 and "none" 1.
 - ``clock``: the study compared hours exactly (12 != 0, 15 != 3); we compare modulo 12 unless
-  ``exact_hours=True`` (or the module switch ``EXACT_HOURS``) asks for the study's behaviour.
+  ``exact_hours=True`` (the scorer ``clock_exact``, chosen by the config key
+  ``evaluation.clock_exact_hours``, or the module switch ``EXACT_HOURS``) asks for the study's
+  behaviour.
+- ``pathvqa``: the study's metrics (the "official" PathVQA scripts): exact match = distinct
+  reference words found in the answer / answer words, token F1, BLEU-1/2/3 and binary accuracy
+  on yes/no questions (NaN otherwise, excluded from the mean). The binary comparison ignores
+  case, punctuation and surrounding spaces ("Yes." == "yes"; the study compared full strings).
 
 ``SCORERS`` maps the registry's ``scorer`` names to these functions. An empty prediction
 always scores 0.
@@ -22,6 +28,7 @@ __all__ = [
     "SCORERS", "EXTRA_METRICS", "EXACT_HOURS", "score", "score_all",
     "mc_letter", "count", "yesno", "vqa", "clock", "clock_parts", "exact",
     "parse_letter", "parse_count", "parse_time", "normalize_answer",
+    "clock_exact", "pathvqa_parts", "pathvqa_exact_match", "is_yes_no_question",
 ]
 
 # Module-level switch for `clock`: True reproduces the study's exact hour comparison.
@@ -144,10 +151,16 @@ def parse_count(text) -> int | None:
     return int(tok) if tok.isdigit() else _NUMBER_WORDS[tok]
 
 
+def _gold_count(doc: dict) -> int | None:
+    for key in ("count", "number"):  # `number` is CountBenchQA's own column
+        if doc.get(key) is not None:
+            return parse_count(doc[key])
+    return parse_count(str(doc.get("answer", "")))
+
+
 def count(prediction: str, doc: dict) -> float:
     pred = parse_count(_text(prediction))
-    gold = doc.get("count")
-    gold = parse_count(gold) if gold is not None else parse_count(str(doc.get("answer", "")))
+    gold = _gold_count(doc)
     return float(pred is not None and gold is not None and pred == gold)
 
 
@@ -246,6 +259,81 @@ def clock(prediction: str, doc: dict, exact_hours: bool | None = None) -> float:
     return clock_parts(prediction, doc, exact_hours)["both"]
 
 
+def clock_exact(prediction: str, doc: dict) -> float:
+    """The study's comparison: hours must be equal (12 != 0, 15 != 3)."""
+    return clock_parts(prediction, doc, exact_hours=True)["both"]
+
+
+# -------------------------------------------------------------------------------- pathvqa
+_YES_NO_STARTS = {
+    "is", "are", "was", "were", "am", "does", "do", "did", "can", "could", "would", "should",
+    "has", "have", "had", "will", "shall", "may", "might", "must",
+}
+
+
+def _words(text) -> list[str]:
+    """PathVQA tokenisation: lowercase, every non-letter becomes a space, split."""
+    return re.sub(r"[^a-z]+", " ", _text(text).lower()).split()
+
+
+def is_yes_no_question(question) -> bool:
+    words = _words(question)
+    return bool(words) and words[0] in _YES_NO_STARTS
+
+
+def _ngrams(words: list[str], n: int) -> dict[tuple, int]:
+    out: dict[tuple, int] = {}
+    for i in range(len(words) - n + 1):
+        g = tuple(words[i:i + n])
+        out[g] = out.get(g, 0) + 1
+    return out
+
+
+def _bleu(cand: list[str], ref: list[str], max_n: int) -> float:
+    """Sentence BLEU with uniform weights 1/max_n, brevity penalty, no smoothing (0 when any
+    n-gram order has no match, as nltk's sentence_bleu)."""
+    import math
+
+    if not cand or not ref:
+        return 0.0
+    logs = []
+    for n in range(1, max_n + 1):
+        c, r = _ngrams(cand, n), _ngrams(ref, n)
+        total = sum(c.values())
+        match = sum(min(k, r.get(g, 0)) for g, k in c.items())
+        if total == 0 or match == 0:
+            return 0.0
+        logs.append(math.log(match / total))
+    bp = 1.0 if len(cand) > len(ref) else math.exp(1 - len(ref) / len(cand))
+    return bp * math.exp(sum(logs) / max_n)
+
+
+def pathvqa_parts(prediction: str, doc: dict) -> dict[str, float]:
+    """The study's PathVQA metrics of one answer (each in [0, 1]; binary NaN off yes/no)."""
+    cand, ref = _words(prediction), _words(doc.get("answer", ""))
+    exact = len({w for w in ref if w in cand}) / len(cand) if cand else 0.0
+    common = sum(min(cand.count(w), ref.count(w)) for w in set(cand))
+    f1 = 0.0
+    if common:
+        p, r = common / len(cand), common / len(ref)
+        f1 = 2 * p * r / (p + r)
+    binary = float("nan")
+    if is_yes_no_question(doc.get("question", "")):
+        binary = float(bool(cand) and _basic_norm(_text(prediction)) == _basic_norm(str(doc.get("answer", ""))))
+    return {
+        "pathvqa_exact_match": exact,
+        "pathvqa_f1": f1,
+        "pathvqa_bleu1": _bleu(cand, ref, 1),
+        "pathvqa_bleu2": _bleu(cand, ref, 2),
+        "pathvqa_bleu3": _bleu(cand, ref, 3),
+        "pathvqa_binary_accuracy": binary,
+    }
+
+
+def pathvqa_exact_match(prediction: str, doc: dict) -> float:
+    return pathvqa_parts(prediction, doc)["pathvqa_exact_match"]
+
+
 # ---------------------------------------------------------------------------------- exact
 def exact(prediction: str, doc: dict) -> float:
     """Exact match after lowercasing, dropping punctuation and collapsing whitespace."""
@@ -260,16 +348,29 @@ SCORERS: dict[str, Callable[[str, dict], float]] = {
     "yesno": yesno,
     "vqa": vqa,
     "clock": clock,
+    "clock_exact": clock_exact,
+    "pathvqa": pathvqa_exact_match,
     "exact": exact,
 }
 
 # Secondary metrics some scorers report next to the primary one (name -> function).
+# Metrics that may be NaN per sample ("not applicable") are averaged ignoring NaN.
 EXTRA_METRICS: dict[str, dict[str, Callable[[str, dict], float]]] = {
     "clock": {
         "hour_acc": lambda p, d: clock_parts(p, d)["hour"],
         "minute_acc": lambda p, d: clock_parts(p, d)["minute"],
     },
+    "clock_exact": {
+        "hour_acc": lambda p, d: clock_parts(p, d, exact_hours=True)["hour"],
+        "minute_acc": lambda p, d: clock_parts(p, d, exact_hours=True)["minute"],
+    },
+    "pathvqa": {
+        name: (lambda n: lambda p, d: pathvqa_parts(p, d)[n])(name)
+        for name in ("pathvqa_f1", "pathvqa_bleu1", "pathvqa_bleu2", "pathvqa_bleu3",
+                     "pathvqa_binary_accuracy")
+    },
 }
+NAN_METRICS = {"pathvqa_binary_accuracy"}
 
 
 def score(scorer: str, prediction: str, doc: dict) -> float:
@@ -282,6 +383,9 @@ def score(scorer: str, prediction: str, doc: dict) -> float:
 
 def score_all(scorer: str, metric: str, prediction: str, doc: dict) -> dict[str, float]:
     """{metric: primary score, **secondary metrics of the scorer}."""
+    if scorer == "pathvqa":  # one parse for all six metrics
+        parts = pathvqa_parts(prediction, doc)
+        return {metric: parts["pathvqa_exact_match"], **{k: v for k, v in parts.items() if k != "pathvqa_exact_match"}}
     out = {metric: score(scorer, prediction, doc)}
     for name, fn in EXTRA_METRICS.get(scorer, {}).items():
         out[name] = fn(prediction, doc)

@@ -6,6 +6,11 @@ through the ``parquet`` builder with an ABSOLUTE path (relative ``data_files`` r
 the CWD), generates greedily, and scores with ``tasks/utils.py``, which is copied next to the
 YAMLs because lmms-eval resolves ``!function utils.<fn>`` relative to the YAML's folder.
 Facts: shared/reference/feasibility_ml.md §6.2.
+
+Built-in lmms-eval benchmarks (registry `builtin: true`) need no YAML: they run under their own
+lmms-eval task name. For offline runs on local data in the same columns (tests, air-gapped
+clusters), `write_tasks(..., builtin_data={benchmark: parquet})` writes an `include:` wrapper
+around the installed built-in YAML, named `lmmcl_<benchmark>_local`, that reads that parquet.
 """
 from __future__ import annotations
 
@@ -38,9 +43,22 @@ def _q(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def task_yaml(benchmark: str, spec: dict, data_file: Path, cache_dir: Path | None = None) -> str:
-    scorer, metric, split = spec["scorer"], spec["metric"], spec["split"]
-    from lmmcl.evaluation.scoring import EXTRA_METRICS, SCORERS
+def is_builtin(spec: dict) -> bool:
+    return bool(spec.get("builtin"))
+
+
+def scorer_of(spec: dict, clock_exact_hours: bool = False) -> str:
+    """The registry scorer, or `clock_exact` for clock benchmarks when the study's exact hour
+    comparison is asked for (config `evaluation.clock_exact_hours`)."""
+    scorer = spec["scorer"]
+    return "clock_exact" if clock_exact_hours and scorer == "clock" else scorer
+
+
+def task_yaml(benchmark: str, spec: dict, data_file: Path, cache_dir: Path | None = None,
+              clock_exact_hours: bool = False) -> str:
+    metric, split = spec["metric"], spec["split"]
+    scorer = scorer_of(spec, clock_exact_hours)
+    from lmmcl.evaluation.scoring import EXTRA_METRICS, NAN_METRICS, SCORERS
 
     if scorer not in SCORERS:
         raise ValueError(f"benchmark {benchmark!r}: unknown scorer {scorer!r}; allowed: {sorted(SCORERS)}")
@@ -66,9 +84,13 @@ def task_yaml(benchmark: str, spec: dict, data_file: Path, cache_dir: Path | Non
         "  do_sample: false",
         "  temperature: 0",
         "  num_beams: 1",
-        "metric_list:",
     ]
-    lines += [f"  - {{metric: {_q(m)}, aggregation: mean, higher_is_better: true}}" for m in metrics]
+    if spec.get("until"):
+        lines.append(f"  until: {_q(list(spec['until']))}")
+    lines.append("metric_list:")
+    for m in metrics:
+        agg = "!function utils.nanmean" if m in NAN_METRICS else "mean"
+        lines.append(f"  - {{metric: {_q(m)}, aggregation: {agg}, higher_is_better: true}}")
     lines += [
         "lmms_eval_specific_kwargs:",
         "  default:",
@@ -82,33 +104,107 @@ def task_yaml(benchmark: str, spec: dict, data_file: Path, cache_dir: Path | Non
     return "\n".join(lines) + "\n"
 
 
-def task_hash(benchmark: str, data_root, limit: int | None = None) -> str:
-    """sha256 identifying what a benchmark evaluates: the task YAML (without machine-specific
-    paths), the sha256 of its parquet and the sample limit. (lmms-eval's own task_hashes are
-    constant in 0.7.3, see normalize.normalize_results.)"""
+def task_hash(benchmark: str, data_root, limit: int | None = None, clock_exact_hours: bool = False,
+              task_config: dict | None = None, data_file=None) -> str:
+    """sha256 identifying what a benchmark evaluates: the task definition (our generated YAML
+    without machine-specific paths, or, for a built-in task, lmms-eval's resolved task config
+    `task_config` and the lmms-eval version), the sha256 of the local parquet (if any) and the
+    sample limit. (lmms-eval's own task_hashes are constant in 0.7.3, see normalize.)"""
     import hashlib
 
+    from lmmcl.evaluation.normalize import lmms_eval_version
     from lmmcl.models.io import sha256_file
 
     reg = registry()
-    path = parquet_path(benchmark, data_root, reg)
+    spec = reg[benchmark]
+    if is_builtin(spec):
+        cfg = {k: v for k, v in (task_config or {}).items() if k != "dataset_kwargs"}
+        definition = {"builtin": spec["task"], "config": cfg, "lmms_eval": lmms_eval_version()}
+        path = Path(data_file) if data_file else None
+    else:
+        definition = {"task_yaml": task_yaml(benchmark, spec, Path("<data_file>"),
+                                             clock_exact_hours=clock_exact_hours)}
+        path = parquet_path(benchmark, data_root, reg)
     blob = json.dumps(
-        {
-            "task_yaml": task_yaml(benchmark, reg[benchmark], Path("<data_file>")),
-            "data_sha256": sha256_file(path),
-            "limit": limit,
-        },
-        sort_keys=True,
+        {**definition, "data_sha256": sha256_file(path) if path else None, "limit": limit},
+        sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def write_tasks(benchmarks: list[str], data_root, out_dir, cache_dir=None) -> dict[str, str]:
-    """Write ``<out_dir>/lmmcl_<benchmark>.yaml`` for each benchmark plus ``utils.py``.
+def builtin_yaml_path(task: str) -> Path:
+    """The installed lmms-eval YAML defining built-in task `task` (searched by `task:` line)."""
+    import lmms_eval
 
-    Returns {benchmark: task_name}. Raises ValueError for a benchmark not in the registry
-    and FileNotFoundError for a missing parquet, before writing anything. ``cache_dir``
-    (optional) is passed to ``datasets.load_dataset`` so its Arrow cache stays out of HF_HOME.
+    root = Path(lmms_eval.__file__).parent / "tasks"
+    for p in sorted(root.rglob("*.yaml")):
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if f'task: "{task}"' in text or f"task: {task}\n" in text or f"task: '{task}'" in text:
+            return p
+    raise FileNotFoundError(f"no lmms-eval task YAML defines task {task!r} under {root}")
+
+
+def builtin_split(task: str) -> str:
+    """`test_split` of a built-in task, following its `include:` templates."""
+    import re
+
+    path = builtin_yaml_path(task)
+    for _ in range(5):
+        text = path.read_text(encoding="utf-8")
+        m = re.search(r"^test_split:\s*(\S+)", text, re.M)
+        if m:
+            return m.group(1).strip("'\"")
+        inc = re.search(r"^include:\s*(\S+)", text, re.M)
+        if not inc:
+            break
+        path = path.parent / inc.group(1).strip("'\"")
+    raise ValueError(f"built-in task {task!r}: no test_split found in {builtin_yaml_path(task)}")
+
+
+def local_builtin_yaml(benchmark: str, spec: dict, data_file: Path, cache_dir: Path | None = None) -> str:
+    """An `include:` wrapper running built-in task `spec['task']` on a local parquet file that
+    has the built-in dataset's columns (feasibility_ml.md §6.2)."""
+    split = builtin_split(spec["task"])
+    lines = [
+        f"# Generated by lmmcl.evaluation.taskgen: built-in {spec['task']} on local data; do not edit.",
+        f"include: {_q(str(builtin_yaml_path(spec['task'])))}",
+        f"task: {_q(task_name(benchmark) + '_local')}",
+        "tag: []",
+        "dataset_path: parquet",
+        "dataset_name: null",
+        "dataset_kwargs:",
+        f"  data_files: {{{_q(split)}: {_q(str(data_file))}}}",
+    ]
+    if cache_dir is not None:
+        lines.append(f"  cache_dir: {_q(str(cache_dir))}")
+    return "\n".join(lines) + "\n"
+
+
+def _check_columns(benchmark: str, spec: dict, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from lmmcl.data.contract import REQUIRED_COLUMNS
+
+    names = set(pq.read_schema(path).names)
+    missing = [c for c in [*REQUIRED_COLUMNS, *(spec.get("columns") or [])] if c not in names]
+    if missing:
+        raise ValueError(f"benchmark {benchmark!r}: {path} lacks column(s) {missing} "
+                         f"(has {sorted(names)}); see the data contract and the registry's `columns`")
+
+
+def write_tasks(benchmarks: list[str], data_root, out_dir, cache_dir=None, clock_exact_hours: bool = False,
+                builtin_data: dict | None = None) -> dict[str, str]:
+    """Write ``<out_dir>/lmmcl_<benchmark>.yaml`` for each of our benchmarks plus ``utils.py``.
+
+    Returns {benchmark: lmms-eval task name}: ours are ``lmmcl_<benchmark>``, built-in ones keep
+    their lmms-eval name (no YAML), or ``lmmcl_<benchmark>_local`` when ``builtin_data`` maps
+    them to a local parquet. Raises ValueError for a benchmark not in the registry or a parquet
+    lacking a contract column, FileNotFoundError for a missing parquet, before writing
+    anything. ``cache_dir`` (optional) is passed to ``datasets.load_dataset`` so its Arrow cache
+    stays out of HF_HOME.
     """
     if isinstance(benchmarks, str):
         benchmarks = [benchmarks]
@@ -119,10 +215,18 @@ def write_tasks(benchmarks: list[str], data_root, out_dir, cache_dir=None) -> di
     unknown = [b for b in benchmarks if b not in reg]
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; allowed: {sorted(reg)}")
-    files = {b: parquet_path(b, data_root, reg) for b in benchmarks}
+    builtin_data = dict(builtin_data or {})
+    bad = [b for b in builtin_data if b not in benchmarks or not is_builtin(reg[b])]
+    if bad:
+        raise ValueError(f"builtin_data: {bad} are not requested built-in benchmarks; built-in: "
+                         f"{sorted(b for b in benchmarks if is_builtin(reg[b]))}")
+    files = {b: parquet_path(b, data_root, reg) for b in benchmarks if not is_builtin(reg[b])}
+    files.update({b: Path(p).resolve() for b, p in builtin_data.items()})
     for b, p in files.items():
         if not p.is_file():
             raise FileNotFoundError(f"benchmark {b!r}: test data not found: {p}")
+        if not is_builtin(reg[b]):
+            _check_columns(b, reg[b], p)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +234,16 @@ def write_tasks(benchmarks: list[str], data_root, out_dir, cache_dir=None) -> di
     cache = Path(cache_dir).resolve() if cache_dir is not None else None
     tasks = {}
     for b in benchmarks:
-        name = task_name(b)
-        (out / f"{name}.yaml").write_text(task_yaml(b, reg[b], files[b], cache))
+        spec = reg[b]
+        if is_builtin(spec) and b not in builtin_data:
+            tasks[b] = spec["task"]
+            continue
+        if is_builtin(spec):
+            name = task_name(b) + "_local"
+            text = local_builtin_yaml(b, spec, files[b], cache)
+        else:
+            name = task_name(b)
+            text = task_yaml(b, spec, files[b], cache, clock_exact_hours=clock_exact_hours)
+        (out / f"{name}.yaml").write_text(text)
         tasks[b] = name
     return tasks

@@ -67,10 +67,23 @@ def load_model(checkpoint: str, dtype: str = "float32", device: str = "cpu"):
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from . import processors  # noqa: F401  registers the image-only processors (no torchvision)
+
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch_dtype)
+    model = attach_method_layers(model, checkpoint)
     processor = AutoProcessor.from_pretrained(checkpoint)
     return model.to(device), processor
+
+
+def attach_method_layers(model, checkpoint: str):
+    """Rebuild layers a training method added to the native class (the MoE baseline's experts
+    and routers, recorded in `config.lmmcl_moe`); plain checkpoints are returned unchanged."""
+    if getattr(model.config, "lmmcl_moe", None):
+        from ..train.methods.moe import attach_if_present
+
+        model = attach_if_present(model, checkpoint)
+    return model
 
 
 def save_model_atomic(model, processor, out_dir: str | Path) -> Path:

@@ -57,27 +57,34 @@ class TinySpec:
         return cls(**d)
 
 
-def build_tokenizer():
+def build_byte_tokenizer(specials: list[str], *, bos: str | None, eos: str, pad: str, unk: str | None,
+                         extra_special_tokens: dict, chat_template: str, added: list[str] | None = None):
+    """A byte-level BPE tokenizer without merges (one token per byte), built in code.
+
+    `specials` come first in the vocabulary, then the 256 byte symbols; `added` (default: the
+    values of `extra_special_tokens`) are marked special so they never split."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {s: i for i, s in enumerate(SPECIAL_TOKENS)}
+    vocab = {s: i for i, s in enumerate(specials)}
     for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
         vocab[ch] = len(vocab)
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tk.decoder = decoders.ByteLevel()
-    tk.add_special_tokens([IMAGE_TOKEN, "<video>"])
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=tk,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": IMAGE_TOKEN, "video_token": "<video>"},
-    )
-    tok.chat_template = CHAT_TEMPLATE
+    tk.add_special_tokens(list(added if added is not None else extra_special_tokens.values()))
+    kw = {k: v for k, v in dict(bos_token=bos, eos_token=eos, unk_token=unk, pad_token=pad).items() if v}
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, extra_special_tokens=dict(extra_special_tokens), **kw)
+    tok.chat_template = chat_template
     return tok
+
+
+def build_tokenizer():
+    return build_byte_tokenizer(
+        SPECIAL_TOKENS, bos="<s>", eos="</s>", unk="<unk>", pad="<pad>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN, "video_token": "<video>"},
+        added=[IMAGE_TOKEN, "<video>"], chat_template=CHAT_TEMPLATE,
+    )
 
 
 def build_processor(spec: TinySpec, tokenizer=None):

@@ -8,11 +8,14 @@ Input layout (``results_dir`` is the results *root*, the experiment is a sub-fol
 Outputs of :func:`write_report` (see :func:`report_outputs`)::
 
     <results_dir>/<experiment>/scores.csv
-    <results_dir>/<experiment>/tables/R_<method>.csv / .md
-    <results_dir>/<experiment>/tables/learning_forgetting.csv / .md
+    <results_dir>/<experiment>/report_plan.json        # the plan (read by lmmcl.report.across)
+    <results_dir>/<experiment>/tables/R_<method>.csv / .md / .tex
+    <results_dir>/<experiment>/tables/deltas_<method>.csv / .md / .tex   # R[i][b] − R[0][b]
+    <results_dir>/<experiment>/tables/learning_forgetting.csv / .md / .tex
     <results_dir>/<experiment>/plots/learning_vs_heldout.png
     <results_dir>/<experiment>/plots/heldout_per_stage.png
     <results_dir>/<experiment>/plots/target_per_stage.png
+    <results_dir>/<experiment>/plots/R_heatmap_<method>.png
 
 The plan is a plain dict::
 
@@ -33,7 +36,17 @@ from pathlib import Path
 import pandas as pd
 
 from . import metrics
-from .tables import atomic_write_csv, atomic_write_text, fmt, r_matrix_markdown, summary_markdown
+from .metrics import DEFINITIONS
+from .tables import (
+    atomic_write_csv,
+    atomic_write_text,
+    deltas_markdown,
+    deltas_matrix,
+    fmt,
+    latex_table,
+    r_matrix_markdown,
+    summary_markdown,
+)
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -51,6 +64,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: File name of the plan written next to scores.csv (read by :mod:`lmmcl.report.across`).
+PLAN_FILE = "report_plan.json"
 #: Columns of the long score table (scores.csv), in order.
 SCORE_COLUMNS = ["method", "stage", "task", "benchmark", "metric", "score"]
 #: ``metric`` value of a row whose evaluation JSON does not exist (its score is NaN).
@@ -226,37 +241,45 @@ def _metric_names(scores: pd.DataFrame) -> dict[str, str]:
 
 def report_outputs(results_dir: str | os.PathLike, plan: Mapping) -> dict[str, list[Path]]:
     """Paths :func:`write_report` writes (e.g. for Snakemake ``output:``), grouped as
-    ``{"scores": [...], "tables": [...], "plots": [...]}``."""
+    ``{"scores": [scores.csv, report_plan.json], "tables": [...], "plots": [...]}``."""
     p = normalize_plan(plan)
     exp = _exp_dir(results_dir, p)
     tables = []
     for m in p["methods"]:
-        tables += [exp / "tables" / f"R_{m}.csv", exp / "tables" / f"R_{m}.md"]
-    tables += [exp / "tables" / "learning_forgetting.csv", exp / "tables" / "learning_forgetting.md"]
+        tables += [exp / "tables" / f"R_{m}.{ext}" for ext in ("csv", "md", "tex")]
+        tables += [exp / "tables" / f"deltas_{m}.{ext}" for ext in ("csv", "md", "tex")]
+    tables += [exp / "tables" / f"learning_forgetting.{ext}" for ext in ("csv", "md", "tex")]
     plots = [
         exp / "plots" / "learning_vs_heldout.png",
         exp / "plots" / "heldout_per_stage.png",
         exp / "plots" / "target_per_stage.png",
     ]
-    return {"scores": [exp / "scores.csv"], "tables": tables, "plots": plots}
+    plots += [exp / "plots" / f"R_heatmap_{m}.png" for m in p["methods"]]
+    return {"scores": [exp / "scores.csv", exp / PLAN_FILE], "tables": tables, "plots": plots}
 
 
 def write_report(results_dir: str | os.PathLike, plan: Mapping) -> dict[str, list[Path]]:
     """Collect scores and write every table and plot (atomically); returns the paths
     written, same structure as :func:`report_outputs`."""
-    from . import plots  # lazy: plots imports this module
-
     p = normalize_plan(plan)
     out = report_outputs(results_dir, p)
     scores = collect_scores(results_dir, p)
     written: dict[str, list[Path]] = {"scores": [], "tables": [], "plots": []}
 
     written["scores"].append(atomic_write_csv(scores, out["scores"][0], index=False))
+    written["scores"].append(atomic_write_text(out["scores"][1], json.dumps(p, indent=2) + "\n"))
+
+    from . import plots  # lazy: plots imports this module
 
     labels = stage_labels(p)
-    tdir = _exp_dir(results_dir, p) / "tables"
+    exp = _exp_dir(results_dir, p)
+    tdir = exp / "tables"
+    T = len(p["sequence"])
+    target_cells = {(labels[i], t) for i, t in enumerate(p["stage_targets"], start=1)}  # R[i][t_i]
+    heatmaps = []
     for m in p["methods"]:
-        R = r_matrix(scores, m).reindex(columns=p["benchmarks"])
+        R = r_matrix(scores, m).reindex(index=range(T + 1), columns=p["benchmarks"])
+        R.index.name = "stage"
         csv = R.copy()
         csv.insert(0, "task", [labels[i].split(" ", 1)[1] for i in csv.index])
         written["tables"].append(atomic_write_csv(csv.round(4), tdir / f"R_{m}.csv"))
@@ -265,6 +288,35 @@ def write_report(results_dir: str | os.PathLike, plan: Mapping) -> dict[str, lis
             groups=p["groups"], stage_targets=p["stage_targets"], chance=p["chance"],
         )
         written["tables"].append(atomic_write_text(tdir / f"R_{m}.md", md))
+        shown = R.set_axis(labels, axis=0)
+        tex = latex_table(
+            shown, index_label="stage",
+            caption=f"R matrix of method {m} (experiment {p['experiment']}): score (%) of the checkpoint "
+                    "after each stage (0 = base) on each benchmark; bold = target of that stage; "
+                    "n/a = evaluation missing; last row = chance.",
+            label=f"tab:R_{p['experiment']}_{m}", bold=target_cells,
+            extra_rows=[["chance"] + [fmt(p["chance"].get(b)) for b in R.columns]],
+        )
+        written["tables"].append(atomic_write_text(tdir / f"R_{m}.tex", tex))
+
+        D = deltas_matrix(R)
+        dcsv = D.copy()
+        dcsv.insert(0, "task", [labels[i].split(" ", 1)[1] for i in dcsv.index])
+        written["tables"].append(atomic_write_csv(dcsv.round(4), tdir / f"deltas_{m}.csv"))
+        written["tables"].append(atomic_write_text(tdir / f"deltas_{m}.md", deltas_markdown(
+            D, method=m, experiment=p["experiment"], stage_labels=labels,
+            groups=p["groups"], stage_targets=p["stage_targets"],
+        )))
+        written["tables"].append(atomic_write_text(tdir / f"deltas_{m}.tex", latex_table(
+            D.set_axis(labels[1:], axis=0), index_label="stage", signed=True,
+            caption=f"Per-benchmark change vs. base of method {m} (experiment {p['experiment']}): "
+                    "R[i][b] − R[0][b] in pp; bold = target of that stage; n/a = evaluation missing.",
+            label=f"tab:deltas_{p['experiment']}_{m}", bold=target_cells,
+        )))
+        heatmaps.append(plots.plot_r_heatmap(
+            R, exp / "plots" / f"R_heatmap_{m}.png", method=m, stage_labels=labels,
+            stage_targets=p["stage_targets"], groups=p["groups"],
+        ))
 
     summ = summary_table(scores, p)
     written["tables"].append(atomic_write_csv(summ.round(4), tdir / "learning_forgetting.csv"))
@@ -274,11 +326,21 @@ def write_report(results_dir: str | os.PathLike, plan: Mapping) -> dict[str, lis
         n_missing=len(scores.attrs.get("missing", [])), n_total=_n_eval_files(scores),
     )
     written["tables"].append(atomic_write_text(tdir / "learning_forgetting.md", md))
+    written["tables"].append(atomic_write_text(tdir / "learning_forgetting.tex", latex_table(
+        summ, index_label="method", signed=True,
+        caption=f"Learning and forgetting (pp) of experiment {p['experiment']} "
+                f"({T} stages: {', '.join(p['sequence'])}); held-out set H = {', '.join(p['held_out']) or 'none'}. "
+                "n/a = not computable (missing evaluation).",
+        label=f"tab:learning_forgetting_{p['experiment']}",
+        notes=["R[i][b] = score (%) after stage i on benchmark b; stage 0 = base; t_i = target of stage i."]
+        + list(DEFINITIONS.values()),
+    )))
 
     pl = dict(zip(["lvh", "held", "target"], out["plots"]))
     written["plots"].append(plots.plot_learning_vs_heldout(summ, pl["lvh"]))
     written["plots"].append(plots.plot_heldout_per_stage(scores, p, pl["held"]))
     written["plots"].append(plots.plot_target_per_stage(scores, p, pl["target"]))
+    written["plots"] += heatmaps
     return written
 
 
@@ -300,7 +362,7 @@ def format_summary(results_dir: str | os.PathLike, plan: Mapping) -> str:
         lines.append(f"{m:<{w}}  " + "  ".join(f"{fmt(row[c], signed=True):>13}" for c in cols))
     lines.append("(pp; Learning = mean target gain, HeldOut = held-out change vs. base, BWT < 0 = forgetting)")
     outputs = report_outputs(results_dir, p)
-    tables = [t for t in outputs["tables"] if t.stem == "learning_forgetting"]
+    tables = [t for t in outputs["tables"] if t.stem == "learning_forgetting" and t.suffix in (".csv", ".md")]
     lines += [f"table: {t}" for t in reversed(tables)]
     lines += [f"plot:  {f}" for f in outputs["plots"]]
     return "\n".join(lines)

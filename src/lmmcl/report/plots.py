@@ -28,6 +28,7 @@ __all__ = [
     "plot_learning_vs_heldout",
     "plot_heldout_per_stage",
     "plot_target_per_stage",
+    "plot_r_heatmap",
 ]
 
 DPI = 120
@@ -234,4 +235,72 @@ def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.Pa
         handles.append(Line2D([], [], color=_CHANCE_STYLE["color"], ls=_CHANCE_STYLE["ls"],
                               lw=_CHANCE_STYLE["lw"], label="chance level"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- R heatmap
+def plot_r_heatmap(
+    R: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    method: str,
+    stage_labels: Sequence[str] | None = None,
+    stage_targets: Sequence[str] = (),
+    groups: Mapping[str, Sequence[str]] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Heatmap of one method's R matrix: rows stage 0..T, columns benchmarks, colour = score (0-100 %).
+
+    Every cell is annotated with its value; a missing cell (NaN) is drawn light grey with a
+    hatch and labelled ``n/a``.  The target cell of each stage (R[i][t_i]) is outlined in
+    black; vertical lines separate the benchmark ``groups`` (e.g. target / held-out / extra).
+    """
+    import matplotlib
+
+    vals = R.to_numpy(dtype=float) if R.size else np.full((1, 1), np.nan)
+    n_rows, n_cols = vals.shape
+    labels = [str(stage_labels[int(i)]) if stage_labels else str(i) for i in R.index] if R.size else [""]
+    cols = [str(c) for c in R.columns] if R.size else [""]
+    fig = _new_figure(max(5.5, 0.95 * n_cols + 3.2), max(3.2, 0.5 * n_rows + 2.2))
+    ax = fig.add_subplot(1, 1, 1)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.9")
+    im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=0, vmax=100, aspect="auto")
+    for r in range(n_rows):
+        for c in range(n_cols):
+            v = vals[r, c]
+            if np.isnan(v):
+                ax.add_patch(matplotlib.patches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///",
+                                                          edgecolor="0.6", lw=0))
+                ax.text(c, r, "n/a", ha="center", va="center", fontsize=8, color="0.25")
+            else:
+                ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if v < 60 else "black")
+    row_of = {int(i): k for k, i in enumerate(R.index)} if R.size else {}
+    for i, t in enumerate(stage_targets, start=1):
+        if i in row_of and t in cols:
+            ax.add_patch(matplotlib.patches.Rectangle((cols.index(t) - 0.5, row_of[i] - 0.5), 1, 1,
+                                                      fill=False, edgecolor="black", lw=2.0))
+    if groups:
+        edge = 0
+        spans = []
+        for role, bs in groups.items():
+            k = sum(1 for b in bs if b in cols)
+            if k:
+                spans.append((role, edge, edge + k))
+                edge += k
+        for _, lo, hi in spans[:-1]:
+            ax.axvline(hi - 0.5, color="white", lw=3)
+        for role, lo, hi in spans:
+            ax.annotate(role, xy=((lo + hi - 1) / 2, -0.5), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=9, fontweight="bold", annotation_clip=False)
+    ax.set_xticks(range(n_cols))
+    ax.set_xticklabels(cols, rotation=35, ha="right", fontsize=9)
+    ax.set_yticks(range(n_rows))
+    ax.set_yticklabels(labels, fontsize=9)
+    ax.set_xlabel("benchmark")
+    ax.set_ylabel("checkpoint (stage i: task)")
+    cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    cb.set_label("score [%]")
+    ax.set_title(title or f"R matrix — {method}\n(score after each stage; outlined = target of that stage; grey n/a = missing)",
+                 fontsize=10, pad=20 if groups else 6)
     return _save(fig, path)

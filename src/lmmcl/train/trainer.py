@@ -20,6 +20,7 @@ from ..models.families import family_of_model
 from ..recipes import role_of
 from .collate import AnswerOnlyCollator
 from .hparams import DEFAULT_HPARAMS
+from ..models.io import attach_method_layers
 from .methods import unwrap
 
 class _LossLog(TrainerCallback):
@@ -62,6 +63,7 @@ class StageTrainer(Trainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         dtype = next(model.parameters()).dtype
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        saved = attach_method_layers(saved, resume_from_checkpoint)  # MoE baseline layers
         model.load_state_dict(saved.state_dict(), strict=True)
 
     def _get_train_sampler(self, train_dataset=None):

@@ -40,10 +40,32 @@ def _prompt_kwargs(lmms_eval_specific_kwargs) -> dict:
     return kw
 
 
+def _question(doc) -> str:
+    """The doc's question without `<image>` placeholders (the model wrapper places the image),
+    followed by its multiple-choice options ("A. robin" lines) when the doc has an `options`
+    column and the question does not list them already."""
+    q = re.sub(r"\s*<image>\s*", "\n", str(doc["question"])).strip()
+    options = scoring._options(doc)
+    if options:
+        lines = [f"{scoring._LETTERS[i]}. {opt}" for i, opt in enumerate(options)]
+        if not all(line in q for line in lines):
+            q = q + "\n" + "\n".join(lines)
+    return q
+
+
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    """pre_prompt + question + post_prompt (the task's `lmms_eval_specific_kwargs`)."""
+    """pre_prompt + question + post_prompt, from the task's `lmms_eval_specific_kwargs` (the
+    study's tasks took the whole kwargs dict as `pre_prompt` and pasted its repr into the
+    prompt; here the strings themselves are used)."""
     kw = _prompt_kwargs(lmms_eval_specific_kwargs)
-    return f"{kw.get('pre_prompt', '') or ''}{doc['question']}{kw.get('post_prompt', '') or ''}"
+    return f"{kw.get('pre_prompt', '') or ''}{_question(doc)}{kw.get('post_prompt', '') or ''}"
+
+
+def nanmean(values) -> float:
+    """Mean ignoring NaN (metrics that do not apply to every sample, e.g. PathVQA's binary
+    accuracy on open questions); NaN when no sample has a value."""
+    vals = [float(v) for v in values if v is not None and v == v]
+    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def doc_to_target(doc):

@@ -1,0 +1,152 @@
+"""TimeClock (target 5) and the clock eval sets (``cococlock``, ``openimgclock``).
+
+Every clock record: question ``What time does the clock show in this image?`` (or the
+source's own question with any ``<image>`` token removed), answer ``HH:MM`` (zero-padded),
+plus integer ``hour`` and ``minute`` columns. The time is read from the source's
+``hour``/``minute`` columns when present, else parsed from its ``answer`` (``H:MM``).
+
+Eval sets: ``AvaXiao/clockreading-time`` (``timeclock``), ``Jessemel/clockreading-coco``
+(``cococlock``), ``Jessemel/clockreading-openimg`` (``openimgclock``), each hub split
+``train`` -> our ``test``.
+
+The TimeClock *training* set (``time_train.json``, ~11.5k examples in the study) has no builder
+in the study's repo; :func:`convert_timeclock` builds it in one of two ways:
+* ``train_csv`` given: a CSV in the "It's About Time" format (``img_id, file_name, hour,
+  minute``; images under ``image_root``, default the CSV's folder) is the train split, and the
+  whole hub set is the test split (as the study's benchmark);
+* otherwise the hub set is cleaned and partitioned by a seeded hash of each image into
+  ``test_size`` test images and the rest for training (no image in both).
+Cleaning (both ways): unparseable time or hour/minute out of range (hour 0-23, minute 0-59),
+empty/undecodable image -> skipped; the same image bytes twice -> the later copy skipped.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from pathlib import Path
+
+from .common import BadItem, Report, check_image, progress, take
+from .hub import convert_hub, hub_kwargs
+
+QUESTION = "What time does the clock show in this image?"
+_TIME = re.compile(r"^\s*(\d{1,2})\s*:\s*(\d{1,2})\s*$")
+EVAL_SETS = {
+    "timeclock": "AvaXiao/clockreading-time",
+    "cococlock": "Jessemel/clockreading-coco",
+    "openimgclock": "Jessemel/clockreading-openimg",
+}
+
+
+def parse_time(row: dict) -> tuple[int, int]:
+    h, m = row.get("hour"), row.get("minute")
+    if h is None or m is None:
+        ans = row.get("answer")
+        match = _TIME.match(str(ans)) if ans is not None else None
+        if not match:
+            raise BadItem(f"unparseable time: {ans!r}")
+        h, m = match.groups()
+    try:
+        h, m = int(h), int(m)
+    except (TypeError, ValueError):
+        raise BadItem(f"unparseable time: hour={h!r} minute={m!r}") from None
+    if not (0 <= h <= 23 and 0 <= m <= 59):
+        raise BadItem(f"time out of range: {h}:{m}")
+    return h, m
+
+
+def clock_question(row: dict) -> str:
+    q = str(row.get("question") or "").replace("<image>", "").strip()
+    return q or QUESTION
+
+
+def _row(dataset: str):
+    def fn(r: dict, idx: int, split: str) -> dict:
+        h, m = parse_time(r)
+        rid = r.get("img_id", r.get("id"))
+        return {"id": f"{dataset}_{rid}" if rid not in (None, "") else f"{dataset}_{idx:05d}",
+                "question": clock_question(r), "answer": f"{h:02d}:{m:02d}", "hour": h, "minute": m}
+    return fn
+
+
+def _dedupe(records: list[dict], split: str, report: Report) -> list[dict]:
+    seen, out = set(), []
+    for rec in records:
+        digest = hashlib.sha256(rec["image"]).hexdigest()
+        if digest in seen:
+            report.skip(split, rec["id"], "duplicate image")
+            report.counts[split]["kept"] -= 1
+            continue
+        seen.add(digest)
+        out.append(rec)
+    return out
+
+
+def convert_eval(dataset: str, out_dir, *, seed: int = 0, limit: int | None = None, repo: str | None = None,
+                 hub_split: str = "train", **kw):
+    repo = repo or EVAL_SETS[dataset]
+
+    def post(out, report):
+        return {s: _dedupe(r, s, report) for s, r in out.items()}
+
+    return convert_hub(dataset, out_dir, _row(dataset), repo=repo, splits={"test": hub_split}, seed=seed,
+                       limit=limit, post=post, **hub_kwargs(kw))
+
+
+def read_csv_split(csv_path: Path, image_root: Path, dataset: str, split: str, report: Report,
+                   limit: int | None = None) -> list[dict]:
+    """Records from an "It's About Time" CSV (``img_id, file_name, hour, minute``)."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    need = {"img_id", "file_name", "hour", "minute"}
+    if rows and not need <= set(rows[0]):
+        raise ValueError(f"{csv_path}: columns {sorted(rows[0])} lack {sorted(need - set(rows[0]))}")
+    fn, records = _row(dataset), []
+    for idx, r in enumerate(progress(rows, desc=f"{dataset} {split} (csv)", unit=" ex")):
+        if not take(limit, len(records)):
+            break
+        report.seen(split)
+        rid = f"{dataset}_{r.get('img_id') or idx}"
+        try:
+            rec = fn(r, idx, split)
+            image = check_image(image_root / str(r.get("file_name") or ""))
+        except BadItem as e:
+            report.skip(split, rid, str(e))
+            continue
+        records.append({"id": rec["id"], "image": image, "question": rec["question"], "answer": rec["answer"],
+                        "task": dataset, "hour": rec["hour"], "minute": rec["minute"]})
+        report.kept(split)
+    return records
+
+
+def convert_timeclock(out_dir, *, seed: int = 0, limit: int | None = None, repo: str = EVAL_SETS["timeclock"],
+                      hub_split: str = "train", test_size: int = 1000, train_csv: str | None = None,
+                      image_root: str | None = None, **kw):
+    """``timeclock/train.parquet`` + ``timeclock/test.parquet`` (see the module docstring)."""
+
+    def post(out, report):
+        recs = _dedupe(out.pop("all"), "all", report)
+        if train_csv:
+            csv_path = Path(train_csv)
+            train = read_csv_split(csv_path, Path(image_root) if image_root else csv_path.parent,
+                                   "timeclock", "train", report, limit)
+            report.source = {"test": report.source, "train_csv": str(csv_path)}
+            return {"train": _dedupe(train, "train", report), "test": recs}
+        ranked = sorted(recs, key=lambda r: hashlib.sha256(
+            f"{seed}:".encode() + hashlib.sha256(r["image"]).digest()).hexdigest())
+        n_test = min(test_size, len(ranked) // 2) if len(ranked) > 1 else 0
+        test_ids = {r["id"] for r in ranked[:n_test]}
+        report.extra["partition"] = {"test_size": n_test, "train_size": len(recs) - n_test,
+                                     "how": "seeded sha256 of (seed, image sha256); lowest test_size -> test"}
+        return {"train": [r for r in recs if r["id"] not in test_ids], "test": [r for r in recs if r["id"] in test_ids]}
+
+    return convert_hub("timeclock", out_dir, _row("timeclock"), repo=repo, splits={"all": hub_split}, seed=seed,
+                       limit=limit, post=post, **hub_kwargs(kw))
+
+
+def convert_eval_coco(out_dir, hub_split: str = "train", **kw):
+    return convert_eval("cococlock", out_dir, hub_split=hub_split, **kw)
+
+
+def convert_eval_openimg(out_dir, hub_split: str = "train", **kw):
+    return convert_eval("openimgclock", out_dir, hub_split=hub_split, **kw)

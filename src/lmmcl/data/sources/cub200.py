@@ -1,0 +1,220 @@
+"""CUB-200-2011 (target 1): the official tarball -> 26-way multiple choice, answer = letter.
+
+Steps: download the tarball (URL configurable; skipped when ``tarball`` points at a local copy
+or the file is already there), extract it once into ``<download_dir>/CUB_200_2011`` (into a
+temporary folder first, renamed when complete: a truncated or corrupt tarball is a clear error
+and leaves nothing), then read ``images.txt``, ``classes.txt``, ``image_class_labels.txt`` and
+``train_test_split.txt`` and build the official train (is_training_image = 1) and test splits.
+
+Per image (as in the study's ``utils/cub200_to_llava.py``, but seeded): the correct letter is
+uniform over A-Z, the 25 distractors are sampled from the other classes, the question is one
+of the 10 templates, then the instruction line, then the option lines ``"K. Class name"``.
+Every choice comes from a ``random.Random`` seeded by ``(seed, image_id)``, so an image's
+question does not depend on ``limit`` or on which other images exist.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import string
+import tarfile
+import zlib
+from pathlib import Path
+
+from .common import BadItem, Report, atomic_write_text, check_image, progress, sha256_file, take, write_dataset
+
+DEFAULT_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
+TEMPLATES = (
+    "What species is the bird in this photo?",
+    "Can you identify the bird species in this image?",
+    "Which bird species is shown in this picture?",
+    "What type of bird is depicted in this photograph?",
+    "Identify the species of the bird in this image.",
+    "What is the bird species presented in this photo?",
+    "Which of the following species does this bird belong to?",
+    "What would you classify this bird as?",
+    "From the options below, what species is this bird?",
+    "Looking at this bird, what species would you say it is?",
+)
+INSTRUCTION = "Answer with the option's letter from the given choices directly."
+LETTERS = string.ascii_uppercase
+META_FILES = ("images.txt", "classes.txt", "image_class_labels.txt", "train_test_split.txt")
+SPLITS = ("train", "test")
+
+
+def clean_class_name(raw: str) -> str:
+    """``"001.Black_footed_Albatross"`` -> ``"Black footed Albatross"`` (as in the study)."""
+    name = raw.replace("_", " ")
+    if "." in name:
+        name = name.split(".", 1)[1]
+    return name.strip()
+
+
+def make_question(image_id: int, class_id: int, classes: dict[int, str], seed: int,
+                  n_options: int = 26) -> dict:
+    """The seeded multiple-choice question of one image."""
+    if len(classes) < n_options:
+        raise ValueError(f"cub200: {n_options}-way multiple choice needs >= {n_options} classes, "
+                         f"found {len(classes)}")
+    rng = random.Random(f"cub200:{seed}:{image_id}")
+    others = sorted(c for c in classes if c != class_id)
+    distractors = rng.sample(others, n_options - 1)
+    correct = rng.randrange(n_options)
+    option_ids = distractors[:correct] + [class_id] + distractors[correct:]
+    template = rng.choice(TEMPLATES)
+    options = [f"{LETTERS[i]}. {classes[c]}" for i, c in enumerate(option_ids)]
+    question = f"{template}\n{INSTRUCTION}\n" + "\n".join(options)
+    return {"question": question, "answer": LETTERS[correct], "options": [classes[c] for c in option_ids]}
+
+
+# --------------------------------------------------------------------------- download/extract
+def download(url: str, dest: Path, timeout: float = 60.0, md5: str | None = None) -> Path:
+    """Stream ``url`` to ``dest`` (temp name, renamed when complete); nothing to do if present."""
+    import hashlib
+
+    import requests
+
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    h = hashlib.md5()
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as r:
+            r.raise_for_status()
+            total = int(r.headers.get("content-length") or 0) or None
+            with open(tmp, "wb") as f, progress(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
+                for chunk in r.iter_content(1 << 20):
+                    f.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+            if total is not None and tmp.stat().st_size != total:
+                raise ValueError(f"{url}: download incomplete ({tmp.stat().st_size} of {total} bytes)")
+        if md5 and h.hexdigest() != md5:
+            raise ValueError(f"{url}: md5 {h.hexdigest()} != expected {md5}")
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _find_root(folder: Path) -> Path | None:
+    for cand in [folder, *sorted(p for p in folder.rglob("images.txt"))]:
+        root = cand if cand.is_dir() else cand.parent
+        if (root / "images.txt").exists():
+            return root
+    return None
+
+
+def extract(tarball: Path, dest: Path, tag: str = "") -> Path:
+    """Extract ``tarball`` into ``dest`` (once per ``tag``, e.g. the tarball's sha256); return the
+    folder holding ``images.txt``. A truncated or corrupt tarball raises ``ValueError`` and
+    leaves no folder behind.
+    """
+    done = dest / ".complete"
+    if done.exists() and done.read_text().strip() == tag:
+        root = _find_root(dest)
+        if root:
+            return root
+    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        n = 0
+        with tarfile.open(tarball, "r:*") as tf, progress(desc=f"extract {tarball.name}", unit=" files") as bar:
+            for member in tf:
+                tf.extract(member, tmp, filter="data")
+                n += 1
+                bar.update(1)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"cub200: tarball {tarball} is truncated or corrupt ({type(e).__name__}: {e}) "
+                         f"after {n} members; delete it and download it again") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if _find_root(tmp) is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"cub200: tarball {tarball} holds no images.txt; is it CUB_200_2011.tgz?")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    atomic_write_text(done, f"{tag}\n")
+    return _find_root(dest)
+
+
+# --------------------------------------------------------------------------- metadata
+def _read_table(root: Path, name: str) -> list[list[str]]:
+    path = root / name
+    if not path.exists():
+        raise ValueError(f"cub200: {name} missing in {root} (the tarball must hold {list(META_FILES)})")
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            parts = line.split(maxsplit=1)
+            if len(parts) != 2:
+                raise ValueError(f"cub200: {name} line {lineno}: expected '<id> <value>', got {line!r}")
+            rows.append(parts)
+    return rows
+
+
+def read_metadata(root: Path) -> tuple[dict[int, str], list[dict]]:
+    classes = {int(i): clean_class_name(n) for i, n in _read_table(root, "classes.txt")}
+    paths = {int(i): p.strip() for i, p in _read_table(root, "images.txt")}
+    labels = {int(i): int(c) for i, c in _read_table(root, "image_class_labels.txt")}
+    is_train = {int(i): int(t) for i, t in _read_table(root, "train_test_split.txt")}
+    images = []
+    for image_id in sorted(paths):
+        images.append({"image_id": image_id, "path": paths[image_id], "class_id": labels.get(image_id),
+                       "split": {1: "train", 0: "test"}.get(is_train.get(image_id))})
+    return classes, images
+
+
+# --------------------------------------------------------------------------- conversion
+def convert_folder(root: Path, out_dir: Path, *, seed: int = 0, limit: int | None = None,
+                   splits=SPLITS, n_options: int = 26, source: dict | None = None) -> Report:
+    classes, images = read_metadata(root)
+    report = Report("cub200", source or {"folder": str(root)}, seed=seed, limit=limit)
+    report.extra["n_classes"] = len(classes)
+    out: dict[str, list[dict]] = {s: [] for s in splits}
+    for img in progress(images, desc="cub200 convert", unit=" img"):
+        split = img["split"]
+        iid = f"cub200_{img['image_id']:05d}"
+        if split is None:
+            report.skip("unknown", iid, "not in train_test_split.txt")
+            continue
+        if split not in out or not take(limit, len(out[split])):
+            continue
+        report.seen(split)
+        if img["class_id"] not in classes:
+            report.skip(split, iid, f"no class label (class id {img['class_id']!r})")
+            continue
+        try:
+            data = check_image(root / "images" / img["path"])
+        except BadItem as e:
+            report.skip(split, iid, f"{e} ({img['path']})")
+            continue
+        q = make_question(img["image_id"], img["class_id"], classes, seed, n_options)
+        out[split].append({"id": iid, "image": data, "question": q["question"], "answer": q["answer"],
+                           "task": "cub200", "class_id": img["class_id"],
+                           "class_name": classes[img["class_id"]], "options": q["options"]})
+        report.kept(split)
+    write_dataset(out_dir, out, report)
+    return report
+
+
+def convert(out_dir, *, seed: int = 0, limit: int | None = None, url: str = DEFAULT_URL,
+            tarball: str | None = None, download_dir: str | None = None, md5: str | None = None,
+            splits=SPLITS, n_options: int = 26) -> Report:
+    """Download (unless ``tarball`` is given), extract and convert CUB-200-2011."""
+    out_dir = Path(out_dir)
+    dl = Path(download_dir) if download_dir else out_dir.parent / "downloads" / "cub200"
+    tar_path = Path(tarball) if tarball else download(url, dl / Path(url.split("?")[0]).name, md5=md5)
+    if not tar_path.exists():
+        raise FileNotFoundError(f"cub200: tarball {tar_path} not found")
+    digest = sha256_file(tar_path)
+    root = extract(tar_path, dl / "extracted", tag=digest)
+    source = {"url": None if tarball else url, "tarball": tar_path.name, "sha256": digest}
+    return convert_folder(root, out_dir, seed=seed, limit=limit, splits=tuple(splits),
+                          n_options=n_options, source=source)

@@ -1,0 +1,90 @@
+"""`qwen2_5_vl`: Qwen2_5_VLForConditionalGeneration (Qwen2.5-VL ViT + Qwen2.5-7B LLM).
+
+Default checkpoint Qwen/Qwen2.5-VL-7B-Instruct. The patch merger sits inside `model.visual`
+but plays the projector's role, so `vision_tower` excludes it and `projector` is the merger.
+There is no image newline (the `newline` role matches nothing).
+"""
+from . import Family, register
+
+ROLES = {
+    "vision_tower": r"^model\.visual\.(?!merger\.)",
+    "projector": r"^model\.visual\.merger\.",
+    "llm": r"^(model\.language_model\.|lm_head\.)",
+    "llm_layers": r"^model\.language_model\.layers",
+    "embeddings": r"^model\.language_model\.embed_tokens\.",
+    "lm_head": r"^lm_head\.",
+    "llm_norm": r"^model\.language_model\.norm\.",
+    "newline": r"^$",  # none in this family
+}
+
+# chat_template of Qwen/Qwen2.5-VL-7B-Instruct
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+            "<|image_pad|>", "<|video_pad|>"]
+
+
+def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden: int = 64, layers: int = 2):
+    """(model, processor): a randomly initialised Qwen2_5_VLForConditionalGeneration.
+
+    Image processor: `Qwen2VLImageProcessorPil` (the PIL backend; the default torchvision one
+    is not installed), with `min_pixels`/`max_pixels` pinned so a 32 px image stays 32 px."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from ..processors import Qwen2_5_VLImageOnlyProcessor
+    from ..tiny import build_byte_tokenizer
+
+    tok = build_byte_tokenizer(
+        SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None,
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                              "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"},
+        added=SPECIALS, chat_template=CHAT_TEMPLATE,
+    )
+    merge = 2
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=patch_size, merge_size=merge, temporal_patch_size=2,
+        min_pixels=image_size * image_size, max_pixels=4 * image_size * image_size)
+    processor = Qwen2_5_VLImageOnlyProcessor(image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE)
+    ids = dict(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
+    head_dim = hidden // 4
+    text = dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                rope_scaling={"rope_type": "default", "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]},
+                tie_word_embeddings=False, **ids)
+    vision = dict(depth=2, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=4, out_hidden_size=hidden,
+                  patch_size=patch_size, spatial_merge_size=merge, temporal_patch_size=2,
+                  window_size=patch_size * merge * 2, fullatt_block_indexes=[1])
+    config = Qwen2_5_VLConfig(
+        text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"), tie_word_embeddings=False, **ids)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    for k, v in ids.items():
+        setattr(model.generation_config, k, v)
+    return model, processor
+
+
+FAMILY = register(Family(
+    name="qwen2_5_vl", model_class="Qwen2_5_VLForConditionalGeneration", model_type="qwen2_5_vl",
+    default_checkpoint="Qwen/Qwen2.5-VL-7B-Instruct", roles=ROLES, end_of_turn="<|im_end|>",
+    hf_config="Qwen2.5-VL-7B-Instruct.json", build_tiny=build_tiny,
+))

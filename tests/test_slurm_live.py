@@ -1,0 +1,148 @@
+"""The real pipeline through a live SLURM: `snakemake --profile profiles/slurm` (+ profiles/slurm-ci).
+
+Needs a running cluster with accounting (sacct): `.ci/slurm/start.sh`, which `.ci/run` starts and
+always stops. Opt-in because it takes minutes: LMMCL_SLURM_TESTS=1 pytest -q tests/test_slurm_live.py
+Skipped where `sbatch` is not installed; with LMMCL_SLURM_TESTS=1 a cluster that does not answer fails.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RUN_TIMEOUT_S = 900
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not on PATH)"),
+    pytest.mark.skipif(os.environ.get("LMMCL_SLURM_TESTS") != "1",
+                       reason="live SLURM test: set LMMCL_SLURM_TESTS=1 with a cluster up (.ci/slurm/start.sh)"),
+]
+
+
+def env():
+    # --export=ALL: the jobs inherit this environment (PATH with the venv's `lmmcl`, offline flags)
+    return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", HF_HUB_OFFLINE="1",
+                HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+
+
+def snakemake_slurm(wd: Path, config: Path, log_name: str) -> tuple[str, float]:
+    """One real run through SLURM under `timeout -k` (a lost status check must never hang CI)."""
+    cmd = ["timeout", "-k", "15", str(RUN_TIMEOUT_S), str(BIN / "snakemake"),
+           "--snakefile", str(ROOT / "workflow/Snakefile"), "--directory", str(wd),
+           "--configfile", str(config),
+           "--profile", str(ROOT / "profiles/slurm"), "--profile", str(ROOT / "profiles/slurm-ci")]
+    t0 = time.time()
+    p = subprocess.run(cmd, cwd=wd, env=env(), capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 60)
+    elapsed = time.time() - t0
+    out = p.stdout + p.stderr
+    (wd / log_name).write_text(out)
+    assert p.returncode == 0, f"snakemake rc={p.returncode} after {elapsed:.0f}s:\n{out[-5000:]}"
+    return out, elapsed
+
+
+def jobs_of(out: str) -> dict[tuple[str, str], str | None]:
+    """(rule, wildcards) -> SLURM job id, for every cluster job in a run's log (local rules skipped)."""
+    blocks, current = {}, None    # snakemake job id -> [rule, wildcards]
+    for line in out.splitlines():
+        s = line.strip()
+        if m := re.match(r"^(local)?rule (\w+):$", s):
+            current = None if m.group(1) else [m.group(2), ""]
+        elif current is not None and (m := re.match(r"^jobid: (\d+)$", s)):
+            blocks[m.group(1)] = current
+        elif current is not None and (m := re.match(r"^wildcards: (.*)$", s)):
+            current[1] = m.group(1)
+    slurm_ids = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
+    return {tuple(b): slurm_ids.get(smk_id) for smk_id, b in blocks.items()}
+
+
+def sacct(job_ids) -> dict[str, tuple[str, str]]:
+    """job id -> (state, account), from SLURM's accounting database."""
+    p = subprocess.run(["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), "--format=JobIdRaw,State,Account"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = [l.split("|") for l in p.stdout.splitlines() if l.strip()]
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def assert_all_ran_on_slurm(wd: Path, jobs: dict):
+    assert jobs, "no cluster jobs in the log"
+    missing = [k for k, v in jobs.items() if v is None]
+    assert not missing, f"jobs without a SLURM job id: {missing}"
+    ids = list(jobs.values())
+    assert len(set(ids)) == len(ids)
+    acct = sacct(ids)
+    assert set(acct) == set(ids), f"sacct does not know {set(ids) - set(acct)}"
+    assert {s for s, _ in acct.values()} == {"COMPLETED"}, acct
+    assert {a for _, a in acct.values()} == {"ci"}, acct   # profiles/slurm-ci's account
+    # each job left its SLURM log (slurm-keep-successful-logs)
+    logs = {p.stem for p in (wd / ".snakemake/slurm_logs").rglob("*.log")}
+    assert set(ids) <= logs, set(ids) - logs
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    # the jobs run on this host, so a temporary folder is a valid shared working directory
+    wd = tmp_path_factory.mktemp("slurm_wf")
+    shutil.copy(ROOT / "tests/configs/smoke.yaml", wd / "config.yaml")
+    out, elapsed = snakemake_slurm(wd, wd / "config.yaml", "run1.log")
+    print(f"\nSLURM first run: {elapsed:.0f} s")
+    return wd, out
+
+
+def test_every_job_gets_a_slurm_job_id_and_completes(first_run):
+    wd, out = first_run
+    jobs = jobs_of(out)
+    rules = sorted({r for r, _ in jobs})
+    assert rules == ["aggregate", "build_base", "evaluate_base", "evaluate_stage", "make_synthetic",
+                     "train_stage"], rules
+    assert sum(r == "train_stage" for r, _ in jobs) == 4      # 2 methods x 2 stages
+    assert_all_ran_on_slurm(wd, jobs)
+
+
+def test_tables_are_produced(first_run):
+    wd, _ = first_run
+    res = wd / "results/smoke"
+    for f in ["scores.csv", "tables/learning_forgetting.md", "tables/learning_forgetting.csv",
+              "plots/learning_vs_heldout.png"]:
+        assert (res / f).stat().st_size > 0, f
+    scores = pd.read_csv(res / "scores.csv")
+    assert len(scores) == 18 and scores["score"].notna().all()   # 2 methods x 3 checkpoints x 3 benchmarks
+
+
+def test_changing_one_stage_lr_reruns_it_and_downstream_only(first_run):
+    wd, _ = first_run
+    res = wd / "results/smoke"
+    untouched = [res / "base/manifest.json", res / "full/stage1_syn_birds/manifest.json",
+                 res / "full/stage2_syn_count/manifest.json", res / "evals/base/syn_birds.json",
+                 res / "evals/full/stage2_syn_count/syn_count.json"]
+    before = {p: p.stat().st_mtime_ns for p in untouched}
+    old_stage2 = json.loads((res / "sa_proj/stage2_syn_count/manifest.json").read_text())
+
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg["methods"]["sa_proj"]["stages"] = {"syn_birds": {"lr": 5.0e-4}}   # stage 1 of one method
+    (wd / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    out, elapsed = snakemake_slurm(wd, wd / "changed.yaml", "run2.log")
+    print(f"\nSLURM rerun after one lr change: {elapsed:.0f} s")
+
+    jobs = jobs_of(out)
+    assert set(jobs) == {
+        ("train_stage", "method=sa_proj, k=1, task=syn_birds"),
+        ("evaluate_stage", "method=sa_proj, k=1, task=syn_birds"),
+        ("train_stage", "method=sa_proj, k=2, task=syn_count"),      # downstream stage
+        ("evaluate_stage", "method=sa_proj, k=2, task=syn_count"),
+        ("aggregate", ""),
+    }
+    assert_all_ran_on_slurm(wd, jobs)
+    assert {p: p.stat().st_mtime_ns for p in untouched} == before
+    new_stage2 = json.loads((res / "sa_proj/stage2_syn_count/manifest.json").read_text())
+    assert new_stage2 != old_stage2

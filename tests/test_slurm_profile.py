@@ -1,0 +1,142 @@
+"""profiles/slurm maps a GPU rule's resources onto the sbatch call (no SLURM needed).
+
+Fake `sbatch`/`sinfo`/`sacctmgr`/... first on PATH: the real snakemake-executor-plugin-slurm builds
+its submit string from the shipped profile and "submits" one train_stage job; the fake sbatch
+records its argv and refuses, so Snakemake stops right after the submission.
+"""
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow/Snakefile")]
+STAGE1 = "results/smoke/sa_proj/stage1_syn_birds/manifest.json"
+
+FAKE_SBATCH = f"""#!{sys.executable}
+import json, os, sys
+with open(os.environ["FAKE_SBATCH_LOG"], "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+sys.stderr.write("fake sbatch: call recorded, not submitted\\n")
+sys.exit(1)
+"""
+FAKES = {  # what the plugin asks the cluster before submitting
+    "sinfo": "printf 'PARTITION\\ngpu*\\ncpu\\n'",    # default partition: gpu
+    "sacctmgr": "printf 'proj\\nci\\n'",              # the user's accounts
+    "sshare": "echo proj",
+    "sacct": "true", "squeue": "true", "scontrol": "true", "scancel": "true",
+}
+
+
+def fake_cluster(tmp: Path) -> tuple[dict, Path]:
+    fake = tmp / "fakebin"
+    fake.mkdir()
+    (fake / "sbatch").write_text(FAKE_SBATCH)
+    for name, body in FAKES.items():
+        (fake / name).write_text(f"#!/bin/sh\n{body}\n")
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    log = tmp / "sbatch_calls.jsonl"
+    env = dict(os.environ, PATH=f"{fake}:{BIN}:{os.environ['PATH']}", FAKE_SBATCH_LOG=str(log),
+               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    return env, log
+
+
+def workdir(tmp: Path, gpus: int) -> Path:
+    wd = tmp / "wd"
+    wd.mkdir()
+    cfg = yaml.safe_load((ROOT / "tests/configs/smoke.yaml").read_text())
+    cfg["resources"] = {"gpus": gpus}
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    # the job's inputs exist, so stage 1 of sa_proj is the only job (--allowed-rules train_stage)
+    for f in ["data/syn_birds/train.parquet", "results/smoke/base/manifest.json"]:
+        (wd / f).parent.mkdir(parents=True, exist_ok=True)
+        (wd / f).write_text("{}")
+    return wd
+
+
+def submit_train_stage(tmp: Path, gpus: int, *profiles: str) -> list[str]:
+    env, log = fake_cluster(tmp)
+    wd = workdir(tmp, gpus)
+    prof = [a for p in profiles for a in ("--profile", str(ROOT / p))]
+    cmd = SNAKEMAKE + ["--directory", str(wd), "--configfile", str(wd / "config.yaml"), *prof,
+                       "--allowed-rules", "train_stage", "--latency-wait", "1",
+                       "--slurm-init-seconds-before-status-checks", "1", STAGE1]  # no 40 s idle wait
+    p = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out[-3000:]            # the fake sbatch refused the job
+    assert log.exists(), f"sbatch was never called:\n{out[-3000:]}"
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 1, calls                    # exactly the one train_stage job
+    return calls[0]
+
+
+def opt(argv: list[str], flag: str) -> str | None:
+    """Value of `--flag=v`, `--flag v` or `-f v` in an argv list."""
+    for i, a in enumerate(argv):
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def test_gpu_train_stage_maps_to_sbatch_resources(tmp_path):
+    argv = submit_train_stage(tmp_path, 2, "profiles/slurm")
+    # from config resources.gpus and profiles/slurm set-resources.train_stage
+    assert opt(argv, "--gpus") == "2"
+    assert opt(argv, "--cpus-per-gpu") == "8"
+    assert opt(argv, "--cpus-per-task") is None      # would override --cpus-per-gpu
+    assert opt(argv, "--mem") == "256000"
+    assert opt(argv, "-t") == "1440"
+    # no partition in the profile: the plugin takes the cluster's default (sinfo's `gpu*`)
+    assert opt(argv, "-p") == "gpu"
+    assert opt(argv, "--comment").startswith("rule_train_stage")
+    # inside the allocation the plugin's jobstep executor runs exactly this job
+    wrap = opt(argv, "--wrap")
+    assert wrap and "--executor slurm-jobstep" in wrap
+    assert "--target-jobs 'train_stage:method=sa_proj,k=1,task=syn_birds'" in wrap
+
+
+def test_cpu_only_job_requests_no_gpu(tmp_path):
+    """The tiny default (resources.gpus = 0) must run on a CPU-only SLURM: no --gpus at all."""
+    argv = submit_train_stage(tmp_path, 0, "profiles/slurm", "profiles/slurm-ci")
+    assert not any(a.startswith("--gpus") or a.startswith("--gres") for a in argv), argv
+    assert opt(argv, "--cpus-per-task") == "1"       # threads = resources.train_threads
+    assert opt(argv, "--mem") == "3000"              # profiles/slurm-ci replaces set-resources
+    assert opt(argv, "-p") == "debug" and opt(argv, "-A") == "ci"
+
+
+def test_dry_run_prints_the_multi_gpu_launch(tmp_path):
+    """`snakemake -n -p --profile profiles/slurm` shows each job's command, GPU count included."""
+    env, log = fake_cluster(tmp_path)
+    wd = workdir(tmp_path, 4)
+    p = subprocess.run(SNAKEMAKE + ["--directory", str(wd), "--configfile", str(wd / "config.yaml"),
+                                    "--profile", str(ROOT / "profiles/slurm"), "-n", "-p"],
+                       cwd=wd, env=env, capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-3000:]
+    assert not log.exists()                          # a dry run submits nothing
+    train = [l for l in out.splitlines() if "train-stage" in l]
+    assert train and all("--nproc_per_node=4" in l for l in train), train[:2]
+
+
+def test_local_profile_limits_gpu_jobs(tmp_path):
+    """profiles/local declares the GPUs as a global resource; a dry run accepts it."""
+    prof = yaml.safe_load((ROOT / "profiles/local/profile.yaml").read_text())
+    assert prof["resources"]["gpu"] >= 1 and "executor" not in prof
+    wd = workdir(tmp_path, 1)
+    p = subprocess.run(SNAKEMAKE + ["--directory", str(wd), "--configfile", str(wd / "config.yaml"),
+                                    "--profile", str(ROOT / "profiles/local"), "-n"],
+                       cwd=wd, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+                       capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-3000:]
+    assert "gpu=1" in out
