@@ -233,7 +233,7 @@ def test_evaluate_two_benchmarks(env):
     assert json.loads((out / "syn_count.json").read_text())["metric"] == "count_acc"
     h1 = json.loads((out / "syn_color.json").read_text())["task_hash"]
     assert h1 != json.loads((out / "syn_count.json").read_text())["task_hash"]
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp*"))
 
 
 def test_all_empty_answers_raise(env, monkeypatch):

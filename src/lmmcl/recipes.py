@@ -126,7 +126,8 @@ def apply(model, recipe: str | dict, family: str | Family | None = None, extra: 
     return report(model, name, spec)
 
 
-def report(model, name: str, spec: dict) -> dict:
+def trainable_counts(model) -> dict:
+    """Trainable vs total parameters of `model` and the trainable modules, in order."""
     total = trainable = 0
     trainable_names = []
     for n, p in model.named_parameters():
@@ -135,15 +136,21 @@ def report(model, name: str, spec: dict) -> dict:
             trainable += p.numel()
             trainable_names.append(n)
     return {
-        "recipe": name,
-        "include": list(spec.get("include", [])),
-        "exclude": list(spec.get("exclude", [])),
-        **({"last_n_layers": spec["last_n_layers"]} if spec.get("last_n_layers") else {}),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_share": trainable / total if total else 0.0,
         "trainable_tensors": len(trainable_names),
         "modules": _module_names(trainable_names),
+    }
+
+
+def report(model, name: str, spec: dict) -> dict:
+    return {
+        "recipe": name,
+        "include": list(spec.get("include", [])),
+        "exclude": list(spec.get("exclude", [])),
+        **({"last_n_layers": spec["last_n_layers"]} if spec.get("last_n_layers") else {}),
+        **trainable_counts(model),
     }
 
 

@@ -13,24 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write text to `path` via a temp file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: str | Path, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+from ..atomic import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -6,15 +6,14 @@ CSV files keep NaN as an empty field.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import atomic_path, atomic_write_text
 from .metrics import DEFINITIONS
 
 __all__ = [
@@ -36,34 +35,6 @@ NA = "n/a"
 
 
 # --------------------------------------------------------------------------- atomic writes
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the destination's directory; on success move it to ``path``.
-
-    The temporary file keeps the destination's suffix (so writers that sniff the
-    extension, e.g. matplotlib, behave) and is removed if the body raises.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
-
-
 def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:
     """``df.to_csv`` to ``path`` atomically (NaN -> empty field); returns the path."""
     kwargs.setdefault("na_rep", "")

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from PIL import Image as PILImage
 
+from lmmcl.atomic import atomic_write_text
 from lmmcl.data import contract
 
 SECRET_ENV_VARS = ("FLICKR_API_KEY", "FLICKR_API_SECRET")
@@ -138,19 +139,6 @@ class Report:
     def summary(self) -> str:
         parts = [f"{s}: {c['kept']} kept, {c['skipped']} skipped" for s, c in self.counts.items()]
         return f"{self.dataset}: " + "; ".join(parts)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_dataset(out_dir: str | os.PathLike, splits: dict[str, list[dict]], report: Report,

@@ -140,24 +140,10 @@ def unwrap(model):
 
 def trainable_report(model, recipe_report: dict) -> dict:
     """Trainable-parameter report after the hook (same fields as `recipes.report`)."""
-    from ...recipes import _module_names
+    from ...recipes import trainable_counts
 
-    base = unwrap(model)
-    total = trainable = 0
-    names = []
-    for n, p in base.named_parameters():
-        total += p.numel()
-        if p.requires_grad:
-            trainable += p.numel()
-            names.append(n)
-    if not names:
+    counts = trainable_counts(unwrap(model))
+    if not counts["trainable_tensors"]:
         raise ValueError(f"nothing to train: recipe {recipe_report.get('recipe')!r} and the method hook "
                          "left every parameter frozen")
-    return {
-        **recipe_report,
-        "trainable_params": trainable,
-        "total_params": total,
-        "trainable_share": trainable / total if total else 0.0,
-        "trainable_tensors": len(names),
-        "modules": _module_names(names),
-    }
+    return {**recipe_report, **counts}
