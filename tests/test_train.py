@@ -50,7 +50,7 @@ def test_stage_manifests_chain(chain):
     assert s2["parent"] == str(root / "m/stage1_syn_birds/manifest.json") and s2["parent_stage"] == 1
     on_disk = json.loads((root / "m/stage2_syn_count/manifest.json").read_text())
     assert on_disk["recipe"] == "sa_proj" and on_disk["trainable"]["trainable_tensors"] == 8
-    assert on_disk["metrics"]["steps"] == 3 and on_disk["hashes"]["model.safetensors"]
+    assert on_disk["metrics"]["steps"] == 3 and on_disk["hashes"]["delta.safetensors"] and on_disk["checkpoint_storage"]["format"] == "delta"
     assert on_disk["data"][0]["sha256"]
 
 
@@ -70,3 +70,12 @@ def test_role_lr_unknown_role_errors(chain):
                     out_manifest=root / "x/manifest.json", method="m", recipe="full",
                     hparams={**HP, "role_lr": {"vision": 1e-5}})
     assert not (root / "x/manifest.json").exists()
+
+
+def test_frozen_tensors_get_no_grads_or_optimizer_state(chain):
+    _, _, s1, _ = chain
+    mem, n = s1["metrics"]["memory"], s1["trainable"]["trainable_params"]
+    assert mem["frozen_with_grad"] == 0 and mem["grad_tensors"] == s1["trainable"]["trainable_tensors"] == 8
+    assert mem["grad_bytes"] == 4 * n
+    # AdamW: exp_avg + exp_avg_sq per trainable value, plus one scalar step per tensor
+    assert 8 * n <= mem["optimizer_state_bytes"] <= 8 * n + 8 * 8

@@ -91,6 +91,13 @@ def test_finished_run_has_nothing_to_do(finished_run):
     elapsed = time.time() - t0
     print(f"re-plan of a finished run: {elapsed:.2f} s")
     assert "Nothing to be done" in p.stdout + p.stderr
+    # storage format and launch settings are not params: switching them replans nothing
+    p = smk(wd, "-n", "--config", "checkpoints={format: full}")
+    assert "Nothing to be done" in p.stdout + p.stderr
+    # stages are deltas on the base, and evaluation composed them
+    res = wd / "results/smoke"
+    assert (res / "sa_proj/stage2_syn_count/model/lmmcl_delta.json").is_file()
+    assert not (res / "sa_proj/stage2_syn_count/model/model.safetensors").exists()
 
 
 @pytest.mark.slow

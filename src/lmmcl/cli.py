@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+CHECKPOINT_FORMATS = ["delta", "full"]  # lmmcl.models.delta.FORMATS (not imported: keeps --help fast)
+
 
 def _json_arg(text: str):
     try:
@@ -46,7 +48,8 @@ def cmd_train_stage(a):
 
     m = train_stage(parent_manifest=a.parent, data=a.data, out_manifest=a.out, method=a.method,
                     recipe=a.recipe, hparams=a.hparams, extra_recipes=a.recipes, stage=a.stage,
-                    task=a.task, threads=a.threads, method_spec=a.method_spec, deepspeed=a.deepspeed)
+                    task=a.task, threads=a.threads, method_spec=a.method_spec, deepspeed=a.deepspeed,
+                    checkpoint_format=a.checkpoint_format)
     if m:  # empty on the non-zero ranks of a multi-GPU launch
         _print_run(m, a.out)
 
@@ -55,9 +58,21 @@ def cmd_merge_stage(a):
     from .train.methods.wise_ft import merge_stage
 
     m = merge_stage(previous_manifest=a.previous, finetuned_manifest=a.finetuned, out_manifest=a.out,
-                    alpha=a.alpha, threads=a.threads)
+                    alpha=a.alpha, threads=a.threads, checkpoint_format=a.checkpoint_format)
     print(f"merged {m['wise_ft']['merged_tensors']} tensors: {a.alpha} x previous + {1 - a.alpha:g} x finetuned")
     print(f"wrote {a.out}")
+
+
+def cmd_export(a):
+    from .evaluation.standalone import resolve_checkpoint
+    from .models import delta
+    from .models.io import export_checkpoint
+
+    ckpt = resolve_checkpoint(a.checkpoint)
+    root, deltas = delta.chain(ckpt) if Path(ckpt).is_dir() else (ckpt, [])
+    out = export_checkpoint(ckpt, a.out, dtype=a.dtype)
+    print(f"composed {root} + {len(deltas)} delta(s) -> standalone checkpoint {out} "
+          f"({delta.folder_bytes(out) / 2**20:.1f} MiB)")
 
 
 def _print_run(m: dict, out):
@@ -192,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training method and its keys as JSON (lmmcl.train.methods), default plain SFT")
     s.add_argument("--out", required=True, help="manifest.json to write")
     s.add_argument("--deepspeed", help="DeepSpeed JSON (config/deepspeed/zero2.json, zero3.json) for multi-GPU runs")
+    s.add_argument("--checkpoint-format", choices=CHECKPOINT_FORMATS, default="delta",
+                   help="delta: store only the tensors that differ from the parent (default); full: standalone")
     s.set_defaults(func=cmd_train_stage)
 
     s = sub.add_parser("merge-stage", help="WiSE-FT: alpha x previous model + (1 - alpha) x finetuned stage")
@@ -200,7 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, required=True, help="weight of the previous model")
     s.add_argument("--threads", type=int)
     s.add_argument("--out", required=True, help="manifest.json of the merged stage to write")
+    s.add_argument("--checkpoint-format", choices=CHECKPOINT_FORMATS, default="delta")
     s.set_defaults(func=cmd_merge_stage)
+
+    s = sub.add_parser("export", help="write a standalone checkpoint (base + all deltas) of a stage")
+    s.add_argument("checkpoint", help="stage manifest.json, stage folder or checkpoint folder")
+    s.add_argument("--out", required=True, help="folder to write (save_pretrained layout)")
+    s.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("evaluate", help="evaluate a checkpoint on benchmarks with lmms-eval")
     s.add_argument("target", nargs="?", metavar="CHECKPOINT",

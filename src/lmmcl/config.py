@@ -85,6 +85,10 @@ class Plan:
 
     # ---- checks ---------------------------------------------------------------------------
     def check(self):
+        self._check_model()
+        if not self.sequence:
+            raise ConfigError(f"sequence: empty; list at least one task (one stage each); allowed: "
+                              f"{self._trainable_tasks()}")
         seen = set()
         for t in self.sequence:
             if t in seen:
@@ -133,10 +137,50 @@ class Plan:
             if unknown:
                 raise ConfigError(f"{where}: unknown hyperparameter(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_HPARAMS)}")
 
+    def _check_model(self):
+        """model.family is a family; a real family names model.checkpoint, and a local checkpoint
+        folder (or another family's default hub id) must be a model of that family. No network:
+        other hub ids are checked by the stage before it loads them (lmmcl.train.preflight)."""
+        from pathlib import Path
+
+        from .models.families import FAMILIES, get_family
+        from .train.preflight import check_family
+
+        model = self.cfg.get("model")
+        if model is None:  # required by the schema; a bare Plan (tests) may leave it out
+            return
+        try:
+            fam = get_family(model.get("family"))
+        except ValueError as e:
+            raise ConfigError(f"model.family: {e}") from None
+        ckpt = model.get("checkpoint")
+        if fam.default_checkpoint is None:  # tiny_llava: built from model.tiny, no checkpoint
+            return
+        if not ckpt:
+            raise ConfigError(f"model.checkpoint: required for family {fam.name!r}; allowed: a hub id "
+                              f"('owner/name', e.g. {fam.default_checkpoint!r}) or a local checkpoint folder")
+        local = Path(ckpt).expanduser()
+        if local.exists() or ckpt.startswith((".", "/", "~")) or ckpt.count("/") != 1:
+            if not (local / "config.json").is_file():
+                raise ConfigError(f"model.checkpoint: {ckpt!r} is not a checkpoint folder (no {local / 'config.json'}); "
+                                  f"allowed: a local folder with config.json or a hub id 'owner/name'")
+            model_type = json.loads((local / "config.json").read_text()).get("model_type")
+        else:
+            model_type = next((f.model_type for f in FAMILIES.values() if f.default_checkpoint == ckpt), None)
+        try:
+            check_family(fam.name, ckpt, where="model.checkpoint", model_type=model_type, family_key="model.family")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+    def _trainable_tasks(self) -> list[str]:
+        from .data.sources import dataset_registry
+
+        return sorted(n for n, s in dataset_registry().items() if "train" in (s.get("splits") or []))
+
     def _check_datasets(self):
         """Every sequence task is a dataset with a train split (registry/datasets.yaml), and
         `data.sources` only configures datasets that have a converter."""
-        from .data.sources import dataset_registry
+        from .data.sources import dataset_registry, reject_secret_options
 
         reg = dataset_registry()
         trainable = sorted(n for n, s in reg.items() if "train" in (s.get("splits") or []))
@@ -145,9 +189,13 @@ class Plan:
                 raise ConfigError(f"sequence: task {t!r} is not a dataset with a train split "
                                   f"(registry/datasets.yaml); allowed: {trainable}")
         convertible = sorted(n for n, s in reg.items() if s.get("converter"))
-        for name in ((self.cfg.get("data") or {}).get("sources") or {}):
+        for name, opts in ((self.cfg.get("data") or {}).get("sources") or {}).items():
             if name not in convertible:
                 raise ConfigError(f"data.sources: unknown dataset {name!r}; allowed: {convertible}")
+            try:  # credentials come from the environment only
+                reject_secret_options(name, opts or {})
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
 
     def _check_stage_keys(self, overrides: dict, where: str):
         for task in overrides:

@@ -47,6 +47,10 @@ TRAIN_LAUNCH = (
     "torchrun --standalone --nproc_per_node={resources.gpu} -m lmmcl.cli" if RESOURCES["gpus"] >= 1 else "lmmcl"
 )
 DEEPSPEED_ARG = _deepspeed_arg()
+# storage only (the weights a stage loads are the same either way), so not a param either.
+# Both are filled in at run time as `{NAME}` placeholders: Snakemake's "code" rerun trigger
+# compares the rule's shell template, so a value pasted into it would rerun every stage.
+CKPT_FORMAT = config["checkpoints"]["format"]
 
 
 rule train_stage:
@@ -72,7 +76,7 @@ rule train_stage:
         TRAIN_LAUNCH + " train-stage --parent {input.parent} --data {input.data} --method {wildcards.method} "
         "--recipe {params.recipe} --recipes {params.recipes:q} --hparams {params.hparams:q} "
         "--stage {wildcards.k} --task {wildcards.task} --method-spec {params.method_spec:q} "
-        "--threads {threads} " + DEEPSPEED_ARG + " --out {output} > {log} 2>&1"
+        "--threads {threads} {DEEPSPEED_ARG} --checkpoint-format {CKPT_FORMAT} --out {output} > {log} 2>&1"
 
 
 # WiSE-FT (methods with `method: wise_ft`): the stage trains into `<stage>/finetuned/`, then
@@ -103,4 +107,4 @@ rule merge_stage:
         f"{RES}/logs/{{method}}/stage{{k}}_{{task}}.merge.log",
     shell:
         "lmmcl merge-stage --previous {input.previous} --finetuned {input.finetuned} "
-        "--alpha {params.alpha} --threads {threads} --out {output} > {log} 2>&1"
+        "--alpha {params.alpha} --threads {threads} --checkpoint-format {CKPT_FORMAT} --out {output} > {log} 2>&1"

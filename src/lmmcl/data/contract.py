@@ -5,9 +5,9 @@ Hugging Face ``datasets`` ``Image`` feature, so ``datasets.load_dataset("parquet
 (and therefore lmms-eval) hands them back as PIL images. Every split has at least the
 columns in :data:`REQUIRED_COLUMNS`; task-specific extra columns are allowed.
 
-Files are written atomically (temp file + ``os.replace``) so that a killed or failed
-write never leaves a file under the final name -- Snakemake would otherwise treat a
-half-written split as a finished output. Output is byte-for-byte deterministic for
+Files are written atomically (:func:`lmmcl.atomic.atomic_path`: temp file + ``os.replace``)
+so that a killed or failed write never leaves a file under the final name -- Snakemake would
+otherwise treat a half-written split as a finished output. Output is byte-for-byte deterministic for
 identical records, which keeps workflow outputs reproducible and comparable by hash.
 """
 
@@ -22,6 +22,8 @@ import datasets
 import pyarrow.parquet as pq
 from datasets.table import InMemoryTable
 from PIL import Image as PILImage
+
+from lmmcl.atomic import atomic_path
 
 REQUIRED_COLUMNS = ("id", "image", "question", "answer", "task")
 _STRING_COLUMNS = ("id", "question", "answer", "task")
@@ -107,29 +109,70 @@ def write_split(records: list[dict], path: str | os.PathLike, features: dict | N
     rows = [{**rec, "image": _encode_image(rec["image"], rec["id"])} for rec in records]
     ds = datasets.Dataset.from_list(rows, features=_features(records, features))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     bars_were_off = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # no per-file progress bar in workflow logs
     try:
-        ds.to_parquet(str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            ds.to_parquet(str(tmp))
     finally:
         if not bars_were_off:
             datasets.enable_progress_bars()
     return path
 
 
-def validate_split(path: str | os.PathLike) -> None:
-    """Raise ``ValueError`` (with the path and missing columns) if ``path`` breaks the contract."""
+def validate_split(path: str | os.PathLike, rows: bool = False) -> None:
+    """Raise ``FileNotFoundError`` for a missing file, ``ValueError`` (naming the path) for a file
+    that is not parquet or lacks a required column. With ``rows``: also for a split without rows
+    or a row whose id/question/answer/task is not a non-empty string or whose image is not an
+    image (naming the row index, its id and the column) -- cheap (image headers only), so
+    training can check its data before loading a model."""
     path = Path(path)
-    names = pq.read_schema(path).names
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: data file not found (expected a parquet split of the data contract)")
+    try:
+        names = pq.read_schema(path).names
+    except Exception as e:  # ArrowInvalid: truncated, or not parquet at all
+        raise ValueError(f"{path}: not a readable parquet file ({type(e).__name__}: {e}); expected a "
+                         f"split written by `lmmcl make-data` / `lmmcl convert`") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
-        raise ValueError(f"{path}: missing required column(s) {missing}")
+        raise ValueError(f"{path}: missing required column(s) {missing}; required: {list(REQUIRED_COLUMNS)}")
+    if rows:
+        _validate_rows(path)
+
+
+def _validate_rows(path: Path) -> None:
+    f = pq.ParquetFile(path)
+    if f.metadata.num_rows == 0:
+        raise ValueError(f"{path}: no rows; a split needs at least one example")
+    i = 0
+    for batch in f.iter_batches(batch_size=1024, columns=list(REQUIRED_COLUMNS)):
+        cols = batch.to_pydict()
+        for j in range(batch.num_rows):
+            rid = cols["id"][j]
+            where = f"{path}: row {i + j}" + (f" (id {rid!r})" if isinstance(rid, str) and rid else "")
+            for col in _STRING_COLUMNS:
+                v = cols[col][j]
+                if not isinstance(v, str) or not v:
+                    raise ValueError(f"{where}: column {col!r} is {v!r}; allowed: a non-empty string")
+            img = cols["image"][j]
+            data = img.get("bytes") if isinstance(img, dict) else img
+            if not isinstance(data, (bytes, bytearray)) or not data:
+                raise ValueError(f"{where}: column 'image' holds no image bytes ({_short(img)}); "
+                                 f"allowed: embedded image bytes (PNG/JPEG, the datasets Image feature)")
+            try:
+                with PILImage.open(io.BytesIO(data)) as im:  # reads the header only
+                    im.size  # noqa: B018
+            except Exception as e:
+                raise ValueError(f"{where}: column 'image' is not a readable image ({type(e).__name__}, "
+                                 f"{len(data)} bytes starting {bytes(data[:8])!r}); allowed: embedded image "
+                                 f"bytes (PNG/JPEG, the datasets Image feature)") from None
+        i += batch.num_rows
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def read_split(path: str | os.PathLike) -> datasets.Dataset:

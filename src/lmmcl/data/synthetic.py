@@ -28,6 +28,7 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
+from lmmcl.atomic import atomic_path
 from lmmcl.data import contract
 
 _SS = 4  # supersampling factor
@@ -464,6 +465,6 @@ def render_preview(skill: str, seed: int, path, n: int = 8, image_size: int = 32
             text = f"{rec['count']} {rec['label']}"
         d.text((x + 2, y + tile + 1), text, fill=(0, 0, 0), font=font)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
+    with atomic_path(path) as tmp:  # the temporary file keeps the suffix: PIL picks the format from it
+        grid.save(tmp)
     return path

@@ -71,7 +71,6 @@ class LmmclLlava(LlavaHf):
                  attn_implementation: str | None = None, trust_remote_code: bool = False,
                  min_pixels: int | None = None, max_pixels: int | None = None) -> None:
         from accelerate import Accelerator
-        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         import lmmcl.models.processors  # noqa: F401  (registers the image-only OV / Qwen processors)
 
@@ -92,15 +91,14 @@ class LmmclLlava(LlavaHf):
         self.pretrained = pretrained
         self._device = torch.device(device)
         self.device_map = device_map
-        self._model = AutoModelForImageTextToText.from_pretrained(
+        from lmmcl.models.io import load_processor, load_weights  # composes delta checkpoints, MoE layers
+
+        self._model = load_weights(
             pretrained, dtype=torch_dtype, device_map=device_map,
             attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
         ).eval()
-        from lmmcl.models.io import attach_method_layers  # MoE baseline checkpoints
-
-        self._model = attach_method_layers(self._model, pretrained).eval()
         proc_kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
-        self._image_processor = AutoProcessor.from_pretrained(
+        self._image_processor = load_processor(
             pretrained, trust_remote_code=trust_remote_code, **{k: int(v) for k, v in proc_kwargs.items()})
         self._tokenizer = self._image_processor.tokenizer
         self._tokenizer.padding_side = "left"  # batched generation continues every row at the end

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ def _offline_env() -> None:
 _offline_env()
 
 from lmmcl.evaluation import normalize, taskgen  # noqa: E402
-from lmmcl.models.io import atomic_write_json, atomic_write_text  # noqa: E402
+from lmmcl.atomic import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
         side = Path(tmp) / "lmms_eval_files"
         if (results is not None) and side.is_dir():
             for f in sorted(p for p in side.rglob("*") if p.is_file()):
-                atomic_write_text(out_dir / "lmms_eval_files" / f.name, f.read_text(errors="replace"))
+                with atomic_path(out_dir / "lmms_eval_files" / f.name) as dst:  # bytes as written
+                    shutil.copyfile(f, dst)
 
     if results is None and _rank() > 0:
         return []  # a non-main rank of `accelerate launch`: rank 0 writes the outputs

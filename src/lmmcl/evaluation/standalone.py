@@ -27,6 +27,9 @@ def resolve_checkpoint(arg: str) -> str:
         if (p / "manifest.json").is_file():
             return checkpoint_of(p / "manifest.json")
         raise FileNotFoundError(f"{p} holds neither config.json (a checkpoint) nor manifest.json (a stage)")
+    if arg.endswith(".json"):  # not a hub id: `nope/manifest.json` would otherwise be tried on the hub
+        raise FileNotFoundError(f"manifest not found: {arg}; allowed: an existing manifest.json, a stage or "
+                                f"checkpoint folder, or a hub id ('owner/name')")
     if p.exists() or arg.startswith((".", "/")) or arg.count("/") != 1:
         raise FileNotFoundError(f"checkpoint {arg!r}: not a manifest.json, a checkpoint folder or a hub id "
                                 f"('owner/name')")

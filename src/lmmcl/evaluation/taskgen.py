@@ -184,15 +184,25 @@ def local_builtin_yaml(benchmark: str, spec: dict, data_file: Path, cache_dir: P
 
 
 def _check_columns(benchmark: str, spec: dict, path: Path) -> None:
+    """The parquet is readable, has the contract's and the registry's columns and only
+    well-formed rows (a non-image or an empty answer fails here, before the model loads)."""
     import pyarrow.parquet as pq
 
-    from lmmcl.data.contract import REQUIRED_COLUMNS
+    from lmmcl.data.contract import REQUIRED_COLUMNS, validate_split
 
-    names = set(pq.read_schema(path).names)
-    missing = [c for c in [*REQUIRED_COLUMNS, *(spec.get("columns") or [])] if c not in names]
-    if missing:
-        raise ValueError(f"benchmark {benchmark!r}: {path} lacks column(s) {missing} "
-                         f"(has {sorted(names)}); see the data contract and the registry's `columns`")
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception:
+        names = None
+    if names is not None:
+        missing = [c for c in [*REQUIRED_COLUMNS, *(spec.get("columns") or [])] if c not in names]
+        if missing:
+            raise ValueError(f"benchmark {benchmark!r}: {path} lacks column(s) {missing} "
+                             f"(has {sorted(names)}); see the data contract and the registry's `columns`")
+    try:
+        validate_split(path, rows=True)
+    except ValueError as e:
+        raise ValueError(f"benchmark {benchmark!r}: {e}") from None
 
 
 def write_tasks(benchmarks: list[str], data_root, out_dir, cache_dir=None, clock_exact_hours: bool = False,

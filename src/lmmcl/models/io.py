@@ -1,19 +1,18 @@
 """Loading and saving checkpoints, and the stage manifest that points at them.
 
 Every stage (and the base) is a folder holding `manifest.json` and, for models we trained, a
-`model/` folder written by `save_pretrained`. The manifest is the workflow's real output: it is
-written last and atomically, so a folder without one is never mistaken for a finished stage.
+`model/` folder: the base's written by `save_pretrained`, a stage's a delta on its parent
+(`lmmcl.models.delta`) unless `checkpoints.format` is `full`. The manifest is the workflow's
+real output: it is written last and atomically, so a folder without one is never mistaken for a
+finished stage.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from ..atomic import atomic_write_json, atomic_write_text  # noqa: F401  (re-exported)
+from ..atomic import atomic_dir, atomic_write_json, atomic_write_text  # noqa: F401  (re-exported)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -45,18 +44,47 @@ def checkpoint_of(manifest_path: str | Path) -> str:
     return ckpt
 
 
-def load_model(checkpoint: str, dtype: str = "float32", device: str = "cpu"):
-    """Load (model, processor) with the native transformers classes."""
+def _torch_dtype(dtype):
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    if dtype is None or dtype == "auto" or not isinstance(dtype, str):
+        return dtype
+    allowed = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in allowed:
+        raise ValueError(f"dtype {dtype!r}: allowed {sorted(allowed)} or 'auto'")
+    return allowed[dtype]
+
+
+def load_weights(checkpoint: str, dtype="float32", **from_pretrained_kwargs):
+    """The model of a checkpoint with the native transformers class. A delta checkpoint (see
+    `lmmcl.models.delta`) is composed: its chain's root is loaded, then the deltas applied."""
+    from transformers import AutoModelForImageTextToText
+
+    from . import delta
+
+    root, deltas = delta.chain(checkpoint)
+    model = AutoModelForImageTextToText.from_pretrained(root, dtype=_torch_dtype(dtype), **from_pretrained_kwargs)
+    model = attach_method_layers(model, root)
+    for folder in deltas:
+        delta.apply(model, folder)
+    return model
+
+
+def load_processor(checkpoint: str, **kwargs):
+    """The processor of a checkpoint (a delta checkpoint's is its chain root's)."""
+    from transformers import AutoProcessor
+
+    from . import delta
     from . import processors  # noqa: F401  registers the image-only processors (no torchvision)
 
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch_dtype)
-    model = attach_method_layers(model, checkpoint)
-    processor = AutoProcessor.from_pretrained(checkpoint)
-    return model.to(device), processor
+    root, _ = delta.chain(checkpoint)
+    return AutoProcessor.from_pretrained(root, **kwargs)
+
+
+def load_model(checkpoint: str, dtype: str = "float32", device: str = "cpu"):
+    """Load (model, processor) with the native transformers classes."""
+    model = load_weights(checkpoint, dtype=dtype)
+    return model.to(device), load_processor(checkpoint)
 
 
 def attach_method_layers(model, checkpoint: str):
@@ -71,19 +99,40 @@ def attach_method_layers(model, checkpoint: str):
 
 def save_model_atomic(model, processor, out_dir: str | Path) -> Path:
     """save_pretrained into a temp sibling folder, then swap it into place."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)
+
+
+def save_stage_checkpoint(model, processor, out_dir: str | Path, *, parent_manifest: str | Path,
+                          snapshot, fmt: str = "delta") -> dict:
+    """A stage's checkpoint: only the tensors that differ from the parent (`fmt="delta"`, when
+    the structure is the parent's) or a standalone `save_pretrained` folder (`fmt="full"`).
+    Returns {"format", "changed_tensors", "changed_bytes"} for the manifest."""
+    from . import delta
+
+    if fmt not in delta.FORMATS:
+        raise ValueError(f"checkpoint format {fmt!r}: allowed {list(delta.FORMATS)}")
+    changed = snapshot.changed(model) if snapshot is not None else None
+    info = {"format": "full", "changed_tensors": None, "changed_bytes": None}
+    if changed is not None:
+        info.update(changed_tensors=len(changed),
+                    changed_bytes=sum(t.numel() * t.element_size() for t in changed.values()))
+    if fmt == "delta" and changed is not None:
+        parent = read_manifest(parent_manifest)
+        local = parent.get("checkpoint_is_local", True)
+        delta.save_delta(model, changed, out_dir, checkpoint_of(parent_manifest), local)
+        info["format"] = "delta"
+    else:
+        save_model_atomic(model, processor, out_dir)
+    return info
+
+
+def export_checkpoint(checkpoint: str, out_dir: str | Path, dtype: str = "float32") -> Path:
+    """A standalone checkpoint (base + every delta of the chain applied) for plain transformers."""
+    model = load_weights(checkpoint, dtype=dtype)
+    return save_model_atomic(model, load_processor(checkpoint), out_dir)
 
 
 def file_hashes(folder: str | Path, suffixes=(".safetensors", ".json")) -> dict:

@@ -156,8 +156,11 @@ def build_tiny_llava(spec: TinySpec, seed: int = 0):
 
 
 def save_tiny_llava(out_dir: str | Path, spec: TinySpec, seed: int = 0) -> Path:
+    from ..atomic import atomic_dir
+
     model, processor = build_tiny_llava(spec, seed)
     out = Path(out_dir)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    with atomic_dir(out) as tmp:  # a killed save leaves no half-written folder under `out`
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
     return out

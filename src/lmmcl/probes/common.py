@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from ..report.tables import atomic_write_text
+from ..atomic import atomic_write_text
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> str:

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .metrics import nanmean
-from .tables import atomic_path
+from ..atomic import atomic_path
 
 __all__ = [
     "method_colors",

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 from .. import __version__, recipes
+from ..models.delta import Snapshot
 from ..models.io import (atomic_write_json, checkpoint_of, file_hashes, load_model, read_manifest,
-                         save_model_atomic, sha256_file)
+                         save_model_atomic, save_stage_checkpoint, sha256_file)
+from .preflight import check_data, check_stage_inputs
 
 MODEL_DIR = "model"
 
@@ -66,15 +68,20 @@ def _set_threads(threads: int | None):
 def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_manifest: str | Path,
                 method: str, recipe: str, hparams: dict, extra_recipes: dict | None = None,
                 stage: int | None = None, task: str | None = None, threads: int | None = None,
-                method_spec: dict | None = None, deepspeed: str | None = None) -> dict:
+                method_spec: dict | None = None, deepspeed: str | None = None,
+                checkpoint_format: str = "delta") -> dict:
     from . import methods
     from .trainer import fit
 
     _set_threads(threads)
     out_manifest = Path(out_manifest)
     stage_dir = out_manifest.parent
+    # parent (and its family), recipe and data rows, before the (possibly minutes-long) model load
+    check_stage_inputs(parent_manifest, data, recipe=recipe, extra_recipes=extra_recipes, method_spec=method_spec)
     parent = read_manifest(parent_manifest)
     model, processor = load_model(checkpoint_of(parent_manifest))
+    # fingerprints of the parent: the stage checkpoint stores only the tensors that differ from it
+    snapshot = Snapshot(model) if checkpoint_format == "delta" and is_main_process() else None
     hook = methods.get_hook(method_spec, parent_manifest=parent_manifest, stage=stage, task=task)
     if recipe == methods.NO_RECIPE and hook.spec["method"] in methods.RECIPE_OPTIONAL:
         trainable = methods.freeze_all(model)
@@ -93,7 +100,8 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     model = hook.finalize(model)  # e.g. LoRA merge_and_unload: the checkpoint is a plain model
     if not is_main_process():  # multi-GPU launch: rank 0 alone writes the checkpoint and manifest
         return {}
-    save_model_atomic(model, processor, stage_dir / MODEL_DIR)
+    storage = save_stage_checkpoint(model, processor, stage_dir / MODEL_DIR, parent_manifest=parent_manifest,
+                                    snapshot=snapshot, fmt=checkpoint_format)
     manifest = {
         "kind": "stage",
         "experiment": parent.get("experiment"),
@@ -105,6 +113,7 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
         "parent_stage": parent.get("stage", 0),
         "checkpoint": MODEL_DIR,
         "checkpoint_is_local": True,
+        "checkpoint_storage": storage,
         "recipe": recipe,
         "hyperparameters": hparams,
         "config_hash": config_hash({"recipe": recipe, "hparams": hparams, "extra": extra_recipes,
@@ -142,6 +151,8 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
     from ..models.tiny import TinySpec, build_tiny_llava
     from .trainer import fit
 
+    if data:
+        check_data(data)  # every row, before building and pre-training the base
     _set_threads(threads)
     spec = TinySpec.from_dict(model_cfg.get("tiny"))
     model, processor = build_tiny_llava(spec, seed=seed)

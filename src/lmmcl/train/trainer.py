@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from ..atomic import atomic_write_json
 from ..models.families import family_of_model
 from ..recipes import role_of
 from .collate import AnswerOnlyCollator
@@ -30,6 +31,32 @@ class _LossLog(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
             self.losses.append(float(logs["loss"]))
+
+
+class _MemoryLog(TrainerCallback):
+    """What training holds besides the weights, taken at the first optimizer step (grads still
+    there, optimizer state created): frozen tensors must have neither."""
+
+    def __init__(self):
+        self.report: dict = {}
+
+    def on_optimizer_step(self, args, state, control, model=None, optimizer=None, **kw):
+        if self.report or model is None:
+            return
+        params = list(model.parameters())
+        grads = [p.grad for p in params if p.grad is not None]
+        opt_bytes = 0
+        if optimizer is not None:
+            inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
+            for st in inner.state.values():
+                opt_bytes += sum(v.numel() * v.element_size() for v in st.values() if torch.is_tensor(v))
+        self.report = {
+            "grad_tensors": len(grads),
+            "grad_bytes": sum(g.numel() * g.element_size() for g in grads),
+            "frozen_with_grad": sum(1 for p in params if not p.requires_grad and p.grad is not None),
+            "optimizer_state_bytes": opt_bytes,
+            "cuda_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        }
 
 
 class StageTrainer(Trainer):
@@ -151,11 +178,14 @@ def resumable_checkpoint(work_dir: Path, key: str) -> str | None:
     """
     marker = work_dir / "resume_key.json"
     if work_dir.exists():
-        same = marker.is_file() and json.loads(marker.read_text()).get("key") == key
+        try:
+            same = marker.is_file() and json.loads(marker.read_text()).get("key") == key
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            same = False  # an unreadable marker (written by hand?): start over
         if not same:
             shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"key": key}))
+    atomic_write_json(marker, {"key": key})  # a kill mid-write must not leave a truncated marker
     complete = []
     for d in work_dir.glob("checkpoint-*"):
         if (d / "trainer_state.json").is_file():
@@ -186,13 +216,13 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     if resume:
         print(f"resuming from in-stage checkpoint {resume}", flush=True)
     args = training_arguments(hp, work_dir, deepspeed=deepspeed)
-    log = _LossLog()
+    log, mem = _LossLog(), _MemoryLog()
     trainer = StageTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         data_collator=AnswerOnlyCollator(processor, end_of_turn=family_of_model(unwrap(model)).end_of_turn),
-        callbacks=[log],
+        callbacks=[log, mem],
         role_lr=hp["role_lr"],
         hook=hook,
     )
@@ -212,4 +242,5 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
         "loss_last_log": last,
         "seconds": round(seconds, 2),
         "examples_per_second": round(examples / seconds, 2) if seconds else None,
+        "memory": mem.report or None,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -65,8 +66,29 @@ def _coerce(fn, options: dict) -> dict:
     return out
 
 
+# option names that look like credentials, and URLs with a user:password part
+# (not max_tokens, tokenizer, author)
+_SECRET_NAME = re.compile(r"token(?![a-z])|secret|passw|api_?key|credential|auth(?!or)", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", re.IGNORECASE)
+
+
+def reject_secret_options(dataset: str, options: dict) -> None:
+    """Raise ``ValueError`` if ``data.sources.<dataset>`` carries a credential: secrets come from
+    the environment only (they would otherwise end up in the job's command line, the Snakemake
+    log and its metadata)."""
+    from .common import SECRET_ENV_VARS
+
+    for key, value in (options or {}).items():
+        bad = _SECRET_NAME.search(str(key)) or (isinstance(value, str) and _URL_USERINFO.match(value))
+        if bad:
+            raise ValueError(
+                f"data.sources.{dataset}.{key}: credentials are not accepted in the config or on the "
+                f"command line; set them in the environment only ({', '.join(SECRET_ENV_VARS)})")
+
+
 def convert(dataset: str, out_dir, **options):
     """Convert ``dataset``; an option the converter does not know is an error naming the allowed ones."""
+    reject_secret_options(dataset, options)
     fn, spec = converter(dataset)
     allowed = allowed_options(fn)
     unknown = sorted(set(options) - allowed)

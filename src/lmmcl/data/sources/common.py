@@ -6,8 +6,8 @@
   :class:`BadItem`, so the item is skipped and recorded instead of crashing the run).
 * :func:`write_dataset` writes every split first under temporary names and only then renames
   them all, so a failing conversion never leaves a partial parquet under a final name.
-* :func:`redact` removes secrets (the Flickr credentials) from any text that is logged or
-  written.
+* :func:`redact` removes secrets (the values of :data:`SECRET_ENV_VARS`: the Flickr credentials
+  and the hub token) from any text that is logged or written.
 * :func:`load_hub_split` reads one split of a hub dataset through ``datasets`` (user's cache,
   works with ``HF_DATASETS_OFFLINE=1`` when the cache is filled) or from a local copy in the
   hub's file layout (``<dir>/**/<split>-*.parquet``), which is what the tests use.
@@ -24,10 +24,14 @@ from typing import Any, Iterable
 
 from PIL import Image as PILImage
 
-from lmmcl.atomic import atomic_write_text
+from lmmcl.atomic import atomic_paths, atomic_write_text
 from lmmcl.data import contract
 
-SECRET_ENV_VARS = ("FLICKR_API_KEY", "FLICKR_API_SECRET")
+# Every secret the project may use. They are read from the environment only (Flickr by
+# flickr.credentials_from_env, the hub token by huggingface_hub itself), never from a config file
+# or a command-line argument (lmmcl.data.sources.reject_secret_options), and redact() removes
+# their values from whatever is logged or written.
+SECRET_ENV_VARS = ("FLICKR_API_KEY", "FLICKR_API_SECRET", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 class BadItem(Exception):
@@ -45,7 +49,7 @@ def progress(iterable=None, **kwargs):
 
 
 def redact(text: str, secrets: Iterable[str] | None = None) -> str:
-    """``text`` with every secret (default: the Flickr env credentials) replaced by ``***``."""
+    """``text`` with every secret (default: the values of :data:`SECRET_ENV_VARS`) replaced by ``***``."""
     values = list(secrets) if secrets is not None else [os.environ.get(v, "") for v in SECRET_ENV_VARS]
     for s in sorted((s for s in values if s and len(s) >= 4), key=len, reverse=True):
         text = text.replace(s, "***")
@@ -156,19 +160,10 @@ def write_dataset(out_dir: str | os.PathLike, splits: dict[str, list[dict]], rep
             top = report.to_dict()["skipped_by_reason"]
             raise ValueError(f"{report.dataset}: split {split!r} has no usable record "
                              f"(skipped by reason: {top}); nothing was written")
-    tmps: dict[str, Path] = {}
-    try:
-        for split, records in splits.items():
-            tmp = out_dir / f".{split}.parquet.tmp-{os.getpid()}"
+    finals = {split: out_dir / f"{split}.parquet" for split in splits}
+    with atomic_paths(finals.values()) as tmps:
+        for (split, records), tmp in zip(splits.items(), tmps):
             contract.write_split(records, tmp, features=features)
-            tmps[split] = tmp
-        finals = {}
-        for split, tmp in tmps.items():
-            finals[split] = out_dir / f"{split}.parquet"
-            os.replace(tmp, finals[split])
-    finally:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
     atomic_write_text(out_dir / "report.json", report.dumps())
     return finals
 

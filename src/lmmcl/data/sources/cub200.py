@@ -14,15 +14,15 @@ question does not depend on ``limit`` or on which other images exist.
 """
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import string
 import tarfile
 import zlib
 from pathlib import Path
 
-from .common import BadItem, Report, atomic_write_text, check_image, progress, sha256_file, take, write_dataset
+from lmmcl.atomic import atomic_dir, atomic_path
+
+from .common import BadItem, Report, check_image, progress, sha256_file, take, write_dataset
 
 DEFAULT_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
 TEMPLATES = (
@@ -77,10 +77,8 @@ def download(url: str, dest: Path, timeout: float = 60.0, md5: str | None = None
 
     if dest.exists():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
     h = hashlib.md5()
-    try:
+    with atomic_path(dest) as tmp:
         with requests.get(url, stream=True, timeout=timeout) as r:
             r.raise_for_status()
             total = int(r.headers.get("content-length") or 0) or None
@@ -93,10 +91,6 @@ def download(url: str, dest: Path, timeout: float = 60.0, md5: str | None = None
                 raise ValueError(f"{url}: download incomplete ({tmp.stat().st_size} of {total} bytes)")
         if md5 and h.hexdigest() != md5:
             raise ValueError(f"{url}: md5 {h.hexdigest()} != expected {md5}")
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 
@@ -118,29 +112,20 @@ def extract(tarball: Path, dest: Path, tag: str = "") -> Path:
         root = _find_root(dest)
         if root:
             return root
-    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(dest) as tmp:  # a kill or an error leaves no folder under the final name
         n = 0
-        with tarfile.open(tarball, "r:*") as tf, progress(desc=f"extract {tarball.name}", unit=" files") as bar:
-            for member in tf:
-                tf.extract(member, tmp, filter="data")
-                n += 1
-                bar.update(1)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"cub200: tarball {tarball} is truncated or corrupt ({type(e).__name__}: {e}) "
-                         f"after {n} members; delete it and download it again") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if _find_root(tmp) is None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"cub200: tarball {tarball} holds no images.txt; is it CUB_200_2011.tgz?")
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
-    atomic_write_text(done, f"{tag}\n")
+        try:
+            with tarfile.open(tarball, "r:*") as tf, progress(desc=f"extract {tarball.name}", unit=" files") as bar:
+                for member in tf:
+                    tf.extract(member, tmp, filter="data")
+                    n += 1
+                    bar.update(1)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            raise ValueError(f"cub200: tarball {tarball} is truncated or corrupt ({type(e).__name__}: {e}) "
+                             f"after {n} members; delete it and download it again") from None
+        if _find_root(tmp) is None:
+            raise ValueError(f"cub200: tarball {tarball} holds no images.txt; is it CUB_200_2011.tgz?")
+        (tmp / done.name).write_text(f"{tag}\n")  # inside the folder before it gets its final name
     return _find_root(dest)
 
 

@@ -19,8 +19,9 @@ validation/test. Credentials only from ``FLICKR_API_KEY``/``FLICKR_API_SECRET``.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
+
+from lmmcl.atomic import atomic_write_bytes
 
 from .common import (BadItem, Report, check_image, load_hub_split, progress, source_revision, take,
                      write_dataset)
@@ -80,10 +81,7 @@ def fetch_image(client: FlickrClient, url: str, sha256: str, image_dir: Path,
         if verify and _sha(data) != sha256:
             reasons.append(f"{how}: sha256 mismatch")
             continue
-        image_dir.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
+        atomic_write_bytes(dest, data)
         return data, how
     if any("sha256 mismatch" in r for r in reasons):
         raise FetchError("sha256 mismatch: " + "; ".join(reasons))

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
-from ...models.io import atomic_write_json, checkpoint_of, file_hashes, load_model, read_manifest, save_model_atomic
+from ...models.delta import Snapshot
+from ...models.io import (atomic_write_json, checkpoint_of, file_hashes, load_model, read_manifest,
+                           save_stage_checkpoint)
 
 MODEL_DIR = "model"
 
@@ -50,7 +52,7 @@ def merge_models(previous, finetuned, alpha: float) -> int:
 
 
 def merge_stage(*, previous_manifest, finetuned_manifest, out_manifest, alpha: float,
-                threads: int | None = None) -> dict:
+                threads: int | None = None, checkpoint_format: str = "delta") -> dict:
     """The stage's merged checkpoint θ̄_t and its manifest (written last, atomically)."""
     if threads:
         torch.set_num_threads(int(threads))
@@ -60,16 +62,20 @@ def merge_stage(*, previous_manifest, finetuned_manifest, out_manifest, alpha: f
         raise ValueError(f"wise_ft: {finetuned_manifest} was trained from {ft_meta.get('parent')}, "
                          f"not from the previous model {previous_manifest}")
     previous, _ = load_model(checkpoint_of(previous_manifest))
+    # the merged model differs from the previous one only where the stage trained: a delta of it
+    snapshot = Snapshot(previous) if checkpoint_format == "delta" else None
     finetuned, processor = load_model(checkpoint_of(finetuned_manifest))
     n = merge_models(previous, finetuned, alpha)
     del previous
-    save_model_atomic(finetuned, processor, out_manifest.parent / MODEL_DIR)
+    storage = save_stage_checkpoint(finetuned, processor, out_manifest.parent / MODEL_DIR,
+                                    parent_manifest=previous_manifest, snapshot=snapshot, fmt=checkpoint_format)
     manifest = {
         **{k: v for k, v in ft_meta.items() if k not in ("hashes", "checkpoint", "created")},
         "kind": "stage",
         "parent": str(Path(previous_manifest)),
         "checkpoint": MODEL_DIR,
         "checkpoint_is_local": True,
+        "checkpoint_storage": storage,
         "wise_ft": {"alpha_previous": float(alpha), "previous": str(Path(previous_manifest)),
                     "finetuned": str(Path(finetuned_manifest)), "merged_tensors": n,
                     "formula": "alpha*previous + (1-alpha)*finetuned"},
