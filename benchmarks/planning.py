@@ -15,8 +15,11 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = {"paper": 15.0, "finished": 3.0}
@@ -54,6 +57,16 @@ def startup(repeats: int) -> float:
     return best
 
 
+def _everything(config: Path) -> dict:
+    from lmmcl.recipes import builtin_recipes
+
+    cfg = yaml.safe_load(config.read_text())
+    cfg["methods"] = {name: {"recipe": name} for name in builtin_recipes()}
+    cfg["methods"].update({"lora": {"method": "lora", "recipe": "llm"}, "lwf": {"method": "lwf", "recipe": "llm"},
+                           "wise_ft": {"method": "wise_ft", "recipe": "llm"}, "moe": {"method": "moe"}})
+    return cfg
+
+
 def _jobs(out: str) -> str:
     if "Nothing to be done" in out:
         return "nothing to be done"
@@ -69,6 +82,12 @@ def main(argv=None):
     for cfg in sorted((ROOT / "config").glob("paper_*.yaml")):
         dt, out = plan(["--configfile", str(cfg.relative_to(ROOT))], a.repeats)
         rows.append((f"{cfg.name} from scratch", _jobs(out), dt, BUDGET["paper"]))
+    # the largest plan: every built-in recipe and every baseline on the OneVision paper config
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=ROOT / "config", prefix=".planning_") as f:
+        yaml.safe_dump(_everything(ROOT / "config/paper_llava_onevision.yaml"), f)
+        f.flush()
+        dt, out = plan(["--configfile", str(Path(f.name).relative_to(ROOT))], a.repeats)
+    rows.append(("paper_llava_onevision + every recipe and baseline", _jobs(out), dt, BUDGET["paper"]))
     dt, out = plan([], a.repeats)
     if "Nothing to be done" in out:
         rows.append(("config.yaml, finished run", _jobs(out), dt, BUDGET["finished"]))
