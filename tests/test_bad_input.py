@@ -386,3 +386,12 @@ def test_evaluate_bad_input_fails_before_lmms_eval(files, eval_root, tripwire, c
     assert err.startswith("lmmcl evaluate: error: ")
     for text in expected:
         assert text in err, err
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
+def test_every_shipped_config_is_valid(config):
+    p = plan(yaml.safe_load((ROOT / "config" / config).read_text()))
+    assert p.sequence and p.methods
+    if config.startswith("paper_llava_onevision"):  # the study's nine component recipes
+        assert {"vision_tower", "projector", "llm", "sa_proj", "sa_qkv", "mlp", "mlp_gate_up", "sa_proj_mlp",
+                "full"} <= set(p.methods)

@@ -105,3 +105,22 @@ def test_changed_structure_falls_back_to_full(tmp_path):
     assert list(snap.changed(model)) == ["model.multi_modal_projector.linear_1.weight"]
     model.model.extra = torch.nn.Linear(2, 2)  # a method that adds tensors (MoE) cannot be a delta
     assert snap.changed(model) is None
+
+
+def test_storage_benchmark_predicts_safetensors_size_exactly(tmp_path):
+    """The OneVision-7B figures of benchmarks/checkpoint_storage.py are computed, not measured:
+    its size formula must match what safetensors writes."""
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/checkpoint_storage.py"
+    spec = importlib.util.spec_from_file_location("checkpoint_storage", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shapes = {"model.layers.0.self_attn.q_proj.weight": (24, 16), "model.layers.0.mlp.up_proj.weight": (7, 3),
+              "z.bias": (5,)}
+    save_file({k: torch.zeros(s, dtype=torch.bfloat16) for k, s in shapes.items()}, str(tmp_path / "x.safetensors"),
+              metadata={"format": "pt"})
+    assert bench._safetensors_bytes(shapes, "BF16", 2) == (tmp_path / "x.safetensors").stat().st_size
