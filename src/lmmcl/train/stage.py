@@ -83,6 +83,13 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     # fingerprints of the parent: the stage checkpoint stores only the tensors that differ from it
     snapshot = Snapshot(model) if checkpoint_format == "delta" and is_main_process() else None
     hook = methods.get_hook(method_spec, parent_manifest=parent_manifest, stage=stage, task=task)
+    # method hooks draw random numbers (LoRA's A matrices, MoE routers) before the Trainer seeds
+    # anything: seed here so the same config + seed gives the same stage in every process
+    from transformers import set_seed
+
+    from .hparams import DEFAULT_HPARAMS
+
+    set_seed(int({**DEFAULT_HPARAMS, **hparams}["seed"]))
     if recipe == methods.NO_RECIPE and hook.spec["method"] in methods.RECIPE_OPTIONAL:
         trainable = methods.freeze_all(model)
     else:

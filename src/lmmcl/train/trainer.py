@@ -86,12 +86,54 @@ class StageTrainer(Trainer):
         nothing. `from_pretrained` applies the key mapping; the copy must then match exactly.
         """
         model = model or self.model
-        if self.is_deepspeed_enabled or not hasattr(type(model), "from_pretrained") or hasattr(model, "peft_config"):
+        if hasattr(model, "peft_config") and not self.is_deepspeed_enabled:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)  # the adapters
+            return self._load_full_trained(model, Path(resume_from_checkpoint))
+        if self.is_deepspeed_enabled or not hasattr(type(model), "from_pretrained"):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         dtype = next(model.parameters()).dtype
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=dtype)
         saved = attach_method_layers(saved, resume_from_checkpoint)  # MoE baseline layers
         model.load_state_dict(saved.state_dict(), strict=True)
+
+    # A PEFT model's checkpoint holds its adapters only; parameters the stage's recipe trains in
+    # full next to them (LoRA + projector) are saved here, before the Trainer writes the folder's
+    # trainer_state.json (what marks it complete), and restored on resume.
+    FULL_TRAINED = "lmmcl_full_trained.safetensors"
+
+    @staticmethod
+    def _full_trained(model) -> dict:
+        if not hasattr(model, "peft_config"):
+            return {}
+        return {n: p for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n}
+
+    def _save_checkpoint(self, model, trial):
+        extra = self._full_trained(self.model)
+        if extra and self.args.should_save:
+            from safetensors.torch import save_file
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file({n: p.detach().cpu().contiguous().clone() for n, p in extra.items()}, str(folder / self.FULL_TRAINED))
+        return super()._save_checkpoint(model, trial)
+
+    def _load_full_trained(self, model, folder: Path):
+        extra = self._full_trained(model)
+        if not extra:
+            return
+        if not (folder / self.FULL_TRAINED).is_file():
+            raise FileNotFoundError(f"in-stage checkpoint {folder} lacks {self.FULL_TRAINED} (the fully trained "
+                                    f"parameters next to the adapters); delete {folder.parent} to restart the stage")
+        from safetensors.torch import load_file
+
+        saved = load_file(str(folder / self.FULL_TRAINED))
+        missing = sorted(set(extra) - set(saved))
+        if missing:
+            raise ValueError(f"in-stage checkpoint {folder}: {self.FULL_TRAINED} lacks {missing[:3]}")
+        with torch.no_grad():
+            for n, p in extra.items():
+                p.copy_(saved[n].to(p.device, p.dtype))
 
     def _get_train_sampler(self, train_dataset=None):
         # fit() already laid the examples out in their (seeded) training order
