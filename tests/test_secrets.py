@@ -27,28 +27,7 @@ SECRETS = {
     "FLICKR_API_SECRET": "sk-SECRET-def456",
     "WANDB_API_KEY": "sk-SECRET-wandb789",
 }
-CONFIG = """\
-experiment: secrets
-seed: 0
-model:
-  family: tiny_llava
-  tiny: {hidden_size: 32, intermediate_size: 64, vision_hidden_size: 32, vision_intermediate_size: 64}
-  base_training:
-    skills: [syn_color]
-    hparams: {lr: 3.0e-3, steps: 4, batch_size: 8}
-sequence: [syn_count]
-methods:
-  full: {recipe: full}
-stages:
-  defaults: {lr: 1.0e-3, steps: 4, batch_size: 8}
-benchmarks:
-  target: [syn_count]
-  held_out: [syn_color]
-evaluation: {limit: 4}
-data:
-  root: data
-  synthetic: {train_size: 32, test_size: 4}
-"""
+CONFIG = (Path(__file__).parent / "configs/micro.yaml").read_text().replace("experiment: micro", "experiment: secrets")
 
 
 def _env(tmp: Path) -> dict:
