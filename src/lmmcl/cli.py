@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-CHECKPOINT_FORMATS = ["delta", "full"]  # lmmcl.models.delta.FORMATS (not imported: keeps --help fast)
+from .models.delta import FORMATS as CHECKPOINT_FORMATS  # stdlib-only module: --help stays fast
 
 
 def _json_arg(text: str):
@@ -69,7 +69,7 @@ def cmd_export(a):
     from .models.io import export_checkpoint
 
     ckpt = resolve_checkpoint(a.checkpoint)
-    root, deltas = delta.chain(ckpt) if Path(ckpt).is_dir() else (ckpt, [])
+    root, deltas = delta.chain(ckpt)  # a hub id or full folder is its own root
     out = export_checkpoint(ckpt, a.out, dtype=a.dtype)
     print(f"composed {root} + {len(deltas)} delta(s) -> standalone checkpoint {out} "
           f"({delta.folder_bytes(out) / 2**20:.1f} MiB)")
@@ -160,6 +160,17 @@ def cmd_recipes(a):
         return
     for name, spec in recipes.all_recipes().items():
         print(f"{name:14} {spec.get('description', '')}")
+
+
+def _probe_args(s):
+    """The arguments both probes take: what to compare, how many samples, where to write."""
+    s.add_argument("--base", required=True, help="base manifest.json or checkpoint folder")
+    s.add_argument("--checkpoints", nargs="+", required=True, metavar="[LABEL=]PATH",
+                   help="stage manifest.json files or checkpoint folders")
+    s.add_argument("--n", type=int, default=32, help="first N samples of each parquet")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out-json", required=True)
+    s.add_argument("--out-png", required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,26 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("probe-numbers", help="number-token probe (counting bias) of checkpoints vs. the base")
-    s.add_argument("--base", required=True, help="base manifest.json or checkpoint folder")
-    s.add_argument("--checkpoints", nargs="+", required=True, metavar="[LABEL=]PATH",
-                   help="stage manifest.json files or checkpoint folders")
+    _probe_args(s)
     s.add_argument("--target", required=True, help="parquet of the counting prompts")
     s.add_argument("--heldout", required=True, help="parquet of the held-out prompts")
-    s.add_argument("--n", type=int, default=32, help="first N samples of each parquet")
     s.add_argument("--max-new-tokens", type=int, default=32)
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--out-json", required=True)
-    s.add_argument("--out-png", required=True)
     s.set_defaults(func=cmd_probe_numbers)
 
     s = sub.add_parser("probe-layers", help="per-layer attention/MLP contribution of checkpoints vs. the base")
-    s.add_argument("--base", required=True, help="base manifest.json or checkpoint folder")
-    s.add_argument("--checkpoints", nargs="+", required=True, metavar="[LABEL=]PATH")
+    _probe_args(s)
     s.add_argument("--data", required=True, help="parquet with question + answer (teacher-forced)")
-    s.add_argument("--n", type=int, default=32)
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--out-json", required=True)
-    s.add_argument("--out-png", required=True)
     s.set_defaults(func=cmd_probe_layers)
 
     s = sub.add_parser("recipes", help="list the built-in recipes (--table: counts per model family)")

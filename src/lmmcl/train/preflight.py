@@ -82,13 +82,15 @@ def check_data(paths) -> None:
 
 
 def check_stage_inputs(parent_manifest, data, *, recipe: str, extra_recipes: dict | None = None,
-                       method_spec: dict | None = None) -> None:
-    """All of a stage's checks: parent and its family, method keys, recipe name, data rows."""
+                       method_spec: dict | None = None) -> str:
+    """All of a stage's checks: parent and its family, method keys, recipe name, data rows.
+    Returns the parent's checkpoint (as `checkpoint_of` gives it)."""
     from .. import recipes
     from . import methods
 
-    check_parent(parent_manifest)
+    ckpt = check_parent(parent_manifest)
     spec = methods.method_spec((method_spec or {}).get("method", "sft"), method_spec or {}, where="method_spec")
     if not (recipe == methods.NO_RECIPE and spec["method"] in methods.RECIPE_OPTIONAL):
         recipes.get_recipe(recipe, extra_recipes)  # ValueError: unknown recipe ..., allowed: [...]
     check_data(data)
+    return ckpt

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import __version__, recipes
 from ..models.delta import Snapshot
-from ..models.io import (atomic_write_json, checkpoint_of, file_hashes, load_model, read_manifest,
+from ..models.io import (atomic_write_json, file_hashes, load_model, read_manifest,
                          save_model_atomic, save_stage_checkpoint, sha256_file)
 from .preflight import check_data, check_stage_inputs
 
@@ -77,9 +77,10 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     out_manifest = Path(out_manifest)
     stage_dir = out_manifest.parent
     # parent (and its family), recipe and data rows, before the (possibly minutes-long) model load
-    check_stage_inputs(parent_manifest, data, recipe=recipe, extra_recipes=extra_recipes, method_spec=method_spec)
+    parent_ckpt = check_stage_inputs(parent_manifest, data, recipe=recipe, extra_recipes=extra_recipes,
+                                     method_spec=method_spec)
     parent = read_manifest(parent_manifest)
-    model, processor = load_model(checkpoint_of(parent_manifest))
+    model, processor = load_model(parent_ckpt)
     # fingerprints of the parent: the stage checkpoint stores only the tensors that differ from it
     snapshot = Snapshot(model) if checkpoint_format == "delta" and is_main_process() else None
     hook = methods.get_hook(method_spec, parent_manifest=parent_manifest, stage=stage, task=task)
