@@ -1,29 +1,54 @@
 # Two entry points, each setting up .venv itself from a fresh clone:
 #   make run    the default experiment (pass Snakemake arguments with ARGS="...")
 #   make test   the test suite
+# and the lock (requirements/README.md):
+#   make lock        rebuild requirements/lock.txt from requirements/direct.txt (keeps existing pins)
+#   make lock UPGRADE=1   ... re-resolving every pin to the newest allowed release
+#   make check-lock  fail naming every package of .venv that differs from the lock
 VENV  ?= .venv
 BIN   := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
+LOCK  := requirements/lock.txt
 CORES ?= 2
 ARGS  ?=
 PYTEST_ARGS ?=
+# Extra pip options, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" where
+# the CPU torch wheel (torch==2.13.0+cpu) is not on a local wheel path.
+PIP_ARGS ?=
+UPGRADE ?=
 # Nothing in the default run or the tests may reach a model/dataset hub.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test dry-run clean
+.PHONY: install run test dry-run clean lock check-lock
 
 install: $(STAMP)
 
-# lmms-eval is installed with --no-deps: resolving its own requirements would replace the CPU
-# torch by a CUDA build or add a torchvision that does not import (feasibility_ml.md §1).
-$(STAMP): requirements/cpu.txt pyproject.toml
-	python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements/cpu.txt
-	$(BIN)/pip install -q --no-deps lmms-eval==0.7.3
-	$(BIN)/pip install -q --no-deps -e .
+# Exactly the lock, nothing resolved: --no-deps, pip itself first, the project without build
+# isolation (its setuptools is the locked one). --clear: a rebuilt venv holds no leftovers.
+$(STAMP): $(LOCK) pyproject.toml
+	python3 -m venv --clear $(VENV)
+	$(BIN)/python -m pip install -q $(PIP_ARGS) --no-deps "$$(grep -i '^pip==' $(LOCK))"
+	$(BIN)/python -m pip install -q $(PIP_ARGS) --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python requirements/lock.py check --python $(BIN)/python
 	touch $@
+
+check-lock: $(STAMP)
+	$(BIN)/python requirements/lock.py check --python $(BIN)/python
+
+# A fresh environment resolved from the direct requirements (constrained by the current lock
+# unless UPGRADE=1), smoke-tested, then frozen. Run `make test` on the new lock before committing.
+LOCK_VENV := .lock-venv
+lock:
+	python3 -m venv --clear $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q $(PIP_ARGS) $(if $(UPGRADE),,-c $(LOCK)) --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q $(PIP_ARGS) $(if $(UPGRADE),,-c $(LOCK)) -r requirements/direct.txt
+	$(LOCK_VENV)/bin/python -m pip install -q $(PIP_ARGS) --no-deps -r requirements/nodeps.txt
+	$(LOCK_VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(LOCK_VENV)/bin/python -c "import lmms_eval.evaluator, lmmcl.cli, snakemake, torch, transformers"
+	$(LOCK_VENV)/bin/python requirements/lock.py write --python $(abspath $(LOCK_VENV))/bin/python
+	rm -rf $(LOCK_VENV)
 
 run: $(STAMP)
 	$(OFFLINE) $(BIN)/snakemake --cores $(CORES) $(ARGS)
