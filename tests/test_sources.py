@@ -151,7 +151,50 @@ def test_countbench_and_clock_eval_sets(tmp_path):
     assert ds["answer"] == ["03:05", "12:30"] and ds["hour"] == [3, 12] and ds["minute"] == [5, 30]
     assert ds["question"][0] == "What time?"
     reasons = [s["reason"] for s in _report(tmp_path / "cococlock")["skipped"]]
-    assert reasons == ["time out of range: 25:0", "unparseable time: 'noon'"]
+    assert reasons == ["time out of range: 25:0 in '25:00'", "unparseable time: 'noon'"]
+
+
+def test_clock_answers_parsed_anywhere_in_the_text_like_the_study(tmp_path):
+    """The hub clock sets' `answer` is text; the study's parse_time finds the time anywhere."""
+    answers = ["The time is 3:45", "03:45:10", "It shows 10:07 p.m.", "3 45", "25:61, or rather 4:20",
+               "half past three", "12:5", "  ", "99 99", "at 7:00."]
+    src = tmp_path / "clocks"
+    write_hub_split(src, "train", [{"image": jpeg(i), "question": "What time is it?", "answer": a}
+                                   for i, a in enumerate(answers)], "clock")
+    out = tmp_path / "openimgclock"
+    convert("openimgclock", out, path=str(src), cache_dir=str(tmp_path / "cache"))
+    ds = read_split(out / "test.parquet")
+    assert ds["answer"] == ["03:45", "03:45", "10:07", "03:45", "04:20", "12:05", "07:00"]
+    assert ds["hour"] == [3, 3, 10, 3, 4, 12, 7] and ds["minute"] == [45, 45, 7, 45, 20, 5, 0]
+    r = _report(out)
+    assert r["counts"]["test"] == {"seen": 10, "kept": 7, "skipped": 3}
+    assert [s["reason"] for s in r["skipped"]] == [
+        "unparseable time: 'half past three'", "unparseable time: no hour/minute columns and no answer",
+        "time out of range: 99:99 in '99 99'"]
+
+    from lmmcl.data.sources.clocks import time_from_text
+    assert time_from_text("The time is 3:45.") == (3, 45)
+    assert time_from_text("x" * 200 + " 1:02") == (1, 2)
+    with pytest.raises(Exception, match=r"unparseable time: 'yyyy.*\.\.\.'$"):
+        time_from_text("y" * 200)                     # the reason shows the start of the text
+    with pytest.raises(Exception, match="unparseable time"):
+        time_from_text("9" * 5000 + " " + "9" * 5000)  # no int() of huge digit runs
+
+
+def test_clock_split_without_any_readable_time_fails_clearly(tmp_path):
+    src = tmp_path / "clocks"
+    write_hub_split(src, "train", [{"image": jpeg(i), "question": "q", "answer": a}
+                                   for i, a in enumerate(["noon", "midnight", "late"])], "clock")
+    out = tmp_path / "cococlock"
+    with pytest.raises(ValueError, match=r"cococlock: split 'test' has no usable record \(3 row\(s\) read, "
+                                         r"skipped by reason: \{'unparseable time': 3\}; e\.g\. "
+                                         r"cococlock_00000: unparseable time: 'noon'.*nothing was written"):
+        convert("cococlock", out, path=str(src), cache_dir=str(tmp_path / "cache"))
+    assert not out.exists() or not any(out.iterdir())
+    out = tmp_path / "timeclock"
+    with pytest.raises(ValueError, match=r"timeclock: hub split 'train' of .* has no usable row .*'midnight'"):
+        convert("timeclock", out, path=str(src), cache_dir=str(tmp_path / "cache"))
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_timeclock_train_test_partition_is_seeded_and_disjoint(tmp_path):
