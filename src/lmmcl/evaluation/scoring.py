@@ -1,7 +1,8 @@
 """Scoring functions: ``(prediction: str, doc: dict) -> float`` in [0, 1]. Pure Python.
 
 Each scorer mirrors how the original study scored the benchmark its synthetic skill stands in
-for (shared/reference/lmm_cl_spec.md §3.2), with the study's parsing bugs fixed:
+for (the ``utils.py`` of each task under ``lmms-eval/lmms_eval/tasks/`` in jessemelpolio/LMM_CL,
+e.g. ``tasks/timeclock/utils.py``), with the study's parsing bugs fixed:
 
 - ``mc_letter``: the study took the first standalone letter, so "I think C" scored as "i";
   an answer naming two different option letters ("A or C") is wrong here.
