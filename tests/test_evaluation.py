@@ -125,7 +125,7 @@ def test_task_hooks():
 
 
 # ---------------------------------------------------------------------------- normalize
-STORED_RESULTS = {  # the layout of feasibility_ml.md §6.3 (simple_evaluate output / results.json)
+STORED_RESULTS = {  # lmms-eval 0.7.3's simple_evaluate output / results.json layout (docs/evaluation.md)
     "results": {
         "lmmcl_syn_color": {"alias": "lmmcl_syn_color", "exact_match,none": 0.75,
                             "exact_match_stderr,none": "N/A", "exact_match_stderr_clt,none": 0.1},

@@ -48,7 +48,26 @@ def test_counts_on_the_default_checkpoints(meta_models):
     assert not any("merger" in m for m in recipes.apply(qw, "vision_tower")["modules"])
     # CLIP ViT-L/14-336 (1024-d) vs SigLIP-so400m (1152-d)
     assert nx.config.vision_config.hidden_size == 1024 and ov.config.vision_config.hidden_size == 1152
-    assert nx.config.text_config.vocab_size >= 128256 and ov.config.text_config.vocab_size == 152064
+    assert nx.config.text_config.vocab_size >= 128256
+
+
+def test_onevision_vocab_is_the_converted_checkpoints(meta_models):
+    """llava-hf's OneVision checkpoint: transformers' conversion script
+    (models/llava_onevision/convert_llava_onevision_weights_to_hf.py) adds <image> and <video>
+    to Qwen2-7B-Instruct's 152064 rows and pads to a multiple of 64 -> 152128 rows in both the
+    embedding and the (untied) lm_head; 152064 is the original lmms-lab value."""
+    ov, nx, qw = (meta_models[f] for f in REAL)
+    assert ov.config.text_config.vocab_size == 152128 == -(-(152064 + 2) // 64) * 64
+    assert not ov.config.tie_word_embeddings
+    emb, head = ov.get_input_embeddings().weight, ov.get_output_embeddings().weight
+    assert tuple(emb.shape) == tuple(head.shape) == (152128, 3584)
+    assert emb.numel() + head.numel() == 2 * 152128 * 3584 == 1_090_453_504
+    assert 2 * (152128 - 152064) * 3584 == 458_752  # what the 152064 config was short
+    assert sum(p.numel() for p in ov.parameters()) == 8_030_807_584
+    # the image token id needs a row; the other families keep their published vocab sizes
+    assert ov.config.image_token_index == 151646 < 152128
+    assert nx.get_input_embeddings().weight.shape[0] == nx.config.text_config.vocab_size == 128320
+    assert qw.get_input_embeddings().weight.shape[0] == qw.config.text_config.vocab_size == 152064
 
 
 def test_recipes_partition_and_newline(meta_models):

@@ -23,6 +23,11 @@ BIRD = {"answer": "C", "options": BIRD_OPTIONS}
         ("robin", 1), ("Robin.", 1),  # option text -> its letter
         ("B", 0), ("B. eagle", 0), ("I think B", 0), ("eagle", 0),
         ("C or D", 0),              # ambiguous
+        ("A or C", 0), ("A and C", 0), ("C or A", 0),   # "A" names option A here, not an article
+        ("The answer is C, not D", 0), ("C. D is wrong", 0), ("C) robin, or maybe B", 0),
+        ("Option A is wrong; the answer is C", 0), ("A is wrong, C is right", 0),
+        ("Answer: C. C is the robin.", 1),   # the same letter twice is one letter
+        ("A robin, so C", 1),                 # the article "A"
         ("The answer is a bird", 0),  # article, not option A
         ("I", 0), ("", 0), ("   ", 0), ("Z", 0),
     ],
@@ -232,10 +237,86 @@ def test_pathvqa_bleu_and_questions():
 @pytest.mark.parametrize("pred,expected", [
     ("K", "K"), ("I think C", "C"), ("(B) Laysan Albatross", "B"), ("The answer is d.", "D"),
     ("Answer: C", "C"), ("Laysan Albatross", "B"), ("A", "A"), ("A bird", None), ("i", "I"), ("I am not sure", None),
+    ("I or C", None), ("A, B", None), ("I think C or maybe D", None), ("B. Laysan Albatross", "B"),
+    ("A Laysan Albatross", None),        # article + a name that is not the exact option text
+    ("E. Vitamin C warbler", "E"),       # an option's own capital letter is not a second letter
 ])
 def test_cub_letter_26_options(pred, expected):
     from lmmcl.evaluation.scoring import parse_letter
 
     options = [f"bird {i}" for i in range(26)]
     options[1] = "Laysan Albatross"
+    options[4] = "Vitamin C warbler"
     assert parse_letter(pred, options) == expected
+
+
+# ------------------------------------------------------------------- never raise, always in [0, 1]
+def test_count_long_digit_runs_do_not_raise():
+    """int() refuses strings over 4300 digits; such a run is no count (score 0), never an error."""
+    assert count("9" * 5000, {"count": 3}) == 0.0
+    assert count("7" * 5000 + " dogs", {"answer": "There are 7 dogs."}) == 0.0
+    assert count("0" * 5000 + "3", {"count": 3}) == 1.0      # leading zeros are not digits of a count
+    assert scoring.parse_count("1" * scoring.MAX_COUNT_DIGITS) == int("1" * scoring.MAX_COUNT_DIGITS)
+    assert scoring.parse_count("1" * (scoring.MAX_COUNT_DIGITS + 1)) is None
+    assert count("3", {"count": "9" * 5000}) == 0.0
+
+
+def test_clock_gold_with_nan_columns_falls_back_to_answer():
+    assert clock("3:30", {"hour": float("nan"), "minute": float("nan"), "answer": "03:30"}) == 1.0
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+# one doc per scorer in the columns our parquet contract gives it (tests/fixtures/realformat.py)
+DOCS = {
+    "mc_letter": [BIRD, {"answer": "K", "options": [f"Bird {i}" for i in range(26)]}, {"answer": "A"}],
+    "count": [{"answer": "There are 3 dogs in this image.", "count": 3}, {"answer": "7", "number": 7},
+              {"answer": "There is 1 cat in this image."}],
+    "yesno": [{"answer": "yes"}, {"answer": "no"}],
+    "vqa": [{"answer": "stop", "answers": ["stop"] * 7 + ["halt"] * 3}, {"answer": "cat"}],
+    "clock": [{"answer": "03:30", "hour": 3, "minute": 30}, {"answer": "12:59"}],
+    "clock_exact": [{"answer": "15:00", "hour": 15, "minute": 0}, {"answer": "00:01"}],
+    "pathvqa": [{"question": "Is this benign?", "answer": "yes"},
+                {"question": "What is shown?", "answer": "chronic inflammation"}],
+    "exact": [{"answer": "top left"}, {"answer": ""}],
+}
+# arbitrary text, plus the shapes that break naive parsers: huge digit runs, many letters,
+# times and numbers glued together, unicode digits
+MODEL_TEXT = st.one_of(
+    st.text(),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=300),
+    st.text(alphabet="0123456789", min_size=4000, max_size=6000),
+    st.text(alphabet="0123456789:. ", min_size=1, max_size=200),
+    st.text(alphabet="ABCDIaci().:, \n", max_size=60),
+    st.from_regex(r"(The answer is |Answer: )?[A-Z][.)]? ?(or|and|,)? ?[A-Z]?", fullmatch=True),
+    st.builds(lambda a, b: f"{a} {b}", st.sampled_from(["There are", "none", "nineteen", "٣", "۱۲:۳۰"]),
+              st.text(max_size=40)),
+)
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _in_unit(value: float) -> bool:
+    return 0.0 <= value <= 1.0
+
+
+@pytest.mark.parametrize("name", sorted(SCORERS))
+@PROPERTY
+@given(pred=MODEL_TEXT, which=st.integers(min_value=0, max_value=2))
+def test_every_scorer_never_raises_and_stays_in_unit_interval(name, pred, which):
+    doc = DOCS[name][which % len(DOCS[name])]
+    assert _in_unit(SCORERS[name](pred, doc))
+    metric = {"pathvqa": "pathvqa_exact_match"}.get(name, "primary")
+    for key, value in score_all(name, metric, pred, doc).items():
+        assert value != value or _in_unit(value), key   # NaN only for "not applicable" metrics
+        if value != value:
+            assert key in scoring.NAN_METRICS
+
+
+@pytest.mark.parametrize("name", sorted(SCORERS))
+@PROPERTY
+@given(pred=MODEL_TEXT, gold=MODEL_TEXT)
+def test_every_scorer_takes_any_gold_text(name, pred, gold):
+    """Gold text comes from converted datasets; it must not crash a scorer either."""
+    doc = {**DOCS[name][0], "answer": gold}
+    doc.pop("count", None), doc.pop("hour", None), doc.pop("minute", None)
+    assert _in_unit(SCORERS[name](pred, doc))

@@ -21,9 +21,15 @@ def cub_tar(tmp_path_factory):
     return make_cub_tarball(tmp_path_factory.mktemp("cub") / "CUB_200_2011.tgz", corrupt=(3,), missing=(6,))
 
 
+def _md5(path):
+    import hashlib
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
 def test_cub200_official_split_seeded_mc(cub_tar, tmp_path):
     out = tmp_path / "data" / "cub200"
-    rep = convert("cub200", out, tarball=str(cub_tar), seed=7, download_dir=str(tmp_path / "dl"))
+    rep = convert("cub200", out, tarball=str(cub_tar), seed=7, download_dir=str(tmp_path / "dl"), md5=_md5(cub_tar))
+    assert rep.source["md5"] == _md5(cub_tar) and rep.source["md5_verified"] is True
     train, test = read_split(out / "train.parquet"), read_split(out / "test.parquet")
     # 30 classes x 2 images: first of each class is train; image 3 is corrupt (train), 6 missing (test)
     assert (len(train), len(test)) == (29, 29)
@@ -66,11 +72,11 @@ def test_cub200_clean_class_name():
 
 def test_cub200_deterministic_and_limit(cub_tar, tmp_path):
     a, b, c = (tmp_path / x for x in "abc")
-    convert("cub200", a, tarball=str(cub_tar), seed=3, download_dir=str(tmp_path / "dl"))
-    convert("cub200", b, tarball=str(cub_tar), seed=3, download_dir=str(tmp_path / "dl"))
+    convert("cub200", a, tarball=str(cub_tar), seed=3, download_dir=str(tmp_path / "dl"), verify_md5=False)
+    convert("cub200", b, tarball=str(cub_tar), seed=3, download_dir=str(tmp_path / "dl"), verify_md5="false")
     assert (a / "train.parquet").read_bytes() == (b / "train.parquet").read_bytes()
     assert (a / "report.json").read_bytes() == (b / "report.json").read_bytes()
-    convert("cub200", c, tarball=str(cub_tar), seed=3, limit=4, download_dir=str(tmp_path / "dl"))
+    convert("cub200", c, tarball=str(cub_tar), seed=3, limit=4, download_dir=str(tmp_path / "dl"), verify_md5=False)
     full, small = read_split(a / "train.parquet"), read_split(c / "train.parquet")
     assert len(small) == 4 and small["question"] == full["question"][:4]
 
@@ -79,7 +85,7 @@ def test_cub200_truncated_tarball_writes_nothing(tmp_path):
     bad = make_cub_tarball(tmp_path / "CUB_200_2011.tgz", truncate=True)
     out = tmp_path / "data" / "cub200"
     with pytest.raises(ValueError, match="truncated or corrupt"):
-        convert("cub200", out, tarball=str(bad), download_dir=str(tmp_path / "dl"))
+        convert("cub200", out, tarball=str(bad), download_dir=str(tmp_path / "dl"), verify_md5=False)
     assert not out.exists() or not any(out.iterdir())
     assert not (tmp_path / "dl" / "extracted").exists()
 
@@ -94,7 +100,7 @@ def test_cub200_missing_metadata_file(tmp_path):
         info.size = len(data)
         tf.addfile(info, io.BytesIO(data))
     with pytest.raises(ValueError, match="classes.txt missing"):
-        convert("cub200", tmp_path / "out", tarball=str(tar), download_dir=str(tmp_path / "dl"))
+        convert("cub200", tmp_path / "out", tarball=str(tar), download_dir=str(tmp_path / "dl"), md5=_md5(tar))
     assert not (tmp_path / "out" / "train.parquet").exists()
 
 
@@ -151,7 +157,50 @@ def test_countbench_and_clock_eval_sets(tmp_path):
     assert ds["answer"] == ["03:05", "12:30"] and ds["hour"] == [3, 12] and ds["minute"] == [5, 30]
     assert ds["question"][0] == "What time?"
     reasons = [s["reason"] for s in _report(tmp_path / "cococlock")["skipped"]]
-    assert reasons == ["time out of range: 25:0", "unparseable time: 'noon'"]
+    assert reasons == ["time out of range: 25:0 in '25:00'", "unparseable time: 'noon'"]
+
+
+def test_clock_answers_parsed_anywhere_in_the_text_like_the_study(tmp_path):
+    """The hub clock sets' `answer` is text; the study's parse_time finds the time anywhere."""
+    answers = ["The time is 3:45", "03:45:10", "It shows 10:07 p.m.", "3 45", "25:61, or rather 4:20",
+               "half past three", "12:5", "  ", "99 99", "at 7:00."]
+    src = tmp_path / "clocks"
+    write_hub_split(src, "train", [{"image": jpeg(i), "question": "What time is it?", "answer": a}
+                                   for i, a in enumerate(answers)], "clock")
+    out = tmp_path / "openimgclock"
+    convert("openimgclock", out, path=str(src), cache_dir=str(tmp_path / "cache"))
+    ds = read_split(out / "test.parquet")
+    assert ds["answer"] == ["03:45", "03:45", "10:07", "03:45", "04:20", "12:05", "07:00"]
+    assert ds["hour"] == [3, 3, 10, 3, 4, 12, 7] and ds["minute"] == [45, 45, 7, 45, 20, 5, 0]
+    r = _report(out)
+    assert r["counts"]["test"] == {"seen": 10, "kept": 7, "skipped": 3}
+    assert [s["reason"] for s in r["skipped"]] == [
+        "unparseable time: 'half past three'", "unparseable time: no hour/minute columns and no answer",
+        "time out of range: 99:99 in '99 99'"]
+
+    from lmmcl.data.sources.clocks import time_from_text
+    assert time_from_text("The time is 3:45.") == (3, 45)
+    assert time_from_text("x" * 200 + " 1:02") == (1, 2)
+    with pytest.raises(Exception, match=r"unparseable time: 'yyyy.*\.\.\.'$"):
+        time_from_text("y" * 200)                     # the reason shows the start of the text
+    with pytest.raises(Exception, match="unparseable time"):
+        time_from_text("9" * 5000 + " " + "9" * 5000)  # no int() of huge digit runs
+
+
+def test_clock_split_without_any_readable_time_fails_clearly(tmp_path):
+    src = tmp_path / "clocks"
+    write_hub_split(src, "train", [{"image": jpeg(i), "question": "q", "answer": a}
+                                   for i, a in enumerate(["noon", "midnight", "late"])], "clock")
+    out = tmp_path / "cococlock"
+    with pytest.raises(ValueError, match=r"cococlock: split 'test' has no usable record \(3 row\(s\) read, "
+                                         r"skipped by reason: \{'unparseable time': 3\}; e\.g\. "
+                                         r"cococlock_00000: unparseable time: 'noon'.*nothing was written"):
+        convert("cococlock", out, path=str(src), cache_dir=str(tmp_path / "cache"))
+    assert not out.exists() or not any(out.iterdir())
+    out = tmp_path / "timeclock"
+    with pytest.raises(ValueError, match=r"timeclock: hub split 'train' of .* has no usable row .*'midnight'"):
+        convert("timeclock", out, path=str(src), cache_dir=str(tmp_path / "cache"))
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_timeclock_train_test_partition_is_seeded_and_disjoint(tmp_path):
@@ -246,8 +295,14 @@ def test_cub200_download_from_configurable_url(tmp_path):
         srv.files["/files/CUB_200_2011.tgz"] = tar.read_bytes()
         old = {k: os.environ.pop(k) for k in ("http_proxy", "HTTP_PROXY") if k in os.environ}
         try:
+            # the official md5 by default: a download that differs is not kept
+            with pytest.raises(ValueError, match=f"has md5 {_md5(tar)}, expected 97eceeb196236b17998738112f37df78; "
+                                                 "nothing was kept"):
+                convert("cub200", tmp_path / "data" / "cub200", url=srv.url("/files/CUB_200_2011.tgz"),
+                        download_dir=str(tmp_path / "dl"), limit=3)
+            assert not (tmp_path / "dl").exists() or not any((tmp_path / "dl").iterdir())
             rep = convert("cub200", tmp_path / "data" / "cub200", url=srv.url("/files/CUB_200_2011.tgz"),
-                          download_dir=str(tmp_path / "dl"), limit=3)
+                          download_dir=str(tmp_path / "dl"), limit=3, md5=_md5(tar).upper())
             with pytest.raises(Exception, match="404"):
                 convert("cub200", tmp_path / "x", url=srv.url("/files/missing.tgz"), download_dir=str(tmp_path / "dl2"))
         finally:
@@ -255,3 +310,24 @@ def test_cub200_download_from_configurable_url(tmp_path):
     assert (tmp_path / "dl" / "CUB_200_2011.tgz").read_bytes() == tar.read_bytes()
     assert rep.source["url"].endswith("/files/CUB_200_2011.tgz") and rep.counts["train"]["kept"] == 3
     assert not (tmp_path / "dl2").exists() or not any((tmp_path / "dl2").iterdir())  # no partial download
+
+
+def test_cub200_md5_is_verified_by_default(cub_tar, tmp_path):
+    from lmmcl.data.sources.cub200 import OFFICIAL_MD5
+    assert OFFICIAL_MD5 == "97eceeb196236b17998738112f37df78"
+    out, dl = tmp_path / "data" / "cub200", tmp_path / "dl"
+    with pytest.raises(ValueError, match=rf"tarball {cub_tar} has md5 {_md5(cub_tar)}, expected {OFFICIAL_MD5} "
+                                         r"\(the official CUB_200_2011.tgz\); delete it .*verify_md5: false"):
+        convert("cub200", out, tarball=str(cub_tar), download_dir=str(dl))
+    assert not out.exists() and not (dl / "extracted").exists()   # checked before extracting
+    # a tarball downloaded earlier is checked too (the same error, nothing extracted)
+    dl.mkdir()
+    (dl / "CUB_200_2011.tgz").write_bytes(cub_tar.read_bytes())
+    with pytest.raises(ValueError, match="has md5 .* expected 97ece"):
+        convert("cub200", out, download_dir=str(dl))
+    assert not (dl / "extracted").exists()
+    for bad in ("abc", "g" * 32, ""):
+        with pytest.raises(ValueError, match=rf"cub200: md5 '{bad}' is not 32 hex digits"):
+            convert("cub200", out, tarball=str(cub_tar), md5=bad)
+    rep = convert("cub200", out, download_dir=str(dl), verify_md5=False, limit=1)
+    assert rep.source["md5_verified"] is False and rep.source["md5"] == _md5(cub_tar)

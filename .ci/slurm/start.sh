@@ -2,7 +2,7 @@
 # Start a REAL single-node SLURM cluster on localhost (Debian 12, root, no
 # systemd needed). Idempotent: installs what is missing, (re)writes the config,
 # starts only daemons that are not running, and waits until the node is idle.
-# Stop it with .ci/slurm/stop.sh. Facts and traps: ../shared/reference/feasibility_slurm.md
+# Stop it with .ci/slurm/stop.sh. How CI uses it, and its traps: docs/cluster.md
 #
 #   SLURM_WITH_DBD=1  (default) also install/start MariaDB + slurmdbd so that
 #                     `sacct` works (the plugin's default status command, as on

@@ -1,4 +1,4 @@
-# Data: every dataset split as parquet in the data contract (DESIGN.md), under data.root.
+# Data: every dataset split as parquet in the data contract (lmmcl.data.contract, docs/data.md), under data.root.
 # The embedded default generates its synthetic skills; real datasets get converter rules.
 
 

@@ -2,7 +2,9 @@
 
 `MANIFEST` is a `lmms_eval.models.registry_v2.ModelManifest` naming our chat class
 `lmmcl.evaluation.model.LmmclLlava` (imported only when the model is requested).
-Facts: shared/reference/feasibility_ml.md §6.5.
+lmms-eval 0.7.3 resolves `--model lmmcl` through the `lmms_eval.models` entry-point group
+(`lmms_eval/models/__init__.py`, `registry_v2.py`); see docs/evaluation.md ("lmms-eval facts we
+rely on").
 
 It is built lazily (module `__getattr__`) so that importing this module does not import
 lmms_eval: with an eager `from lmms_eval.models.registry_v2 import ModelManifest` at the top,

@@ -8,7 +8,8 @@ pick the primary metric (the registry's exact ``metric_key`` for built-in benchm
 metric), and count empty answers from the samples. ocrbench (registry ``value_scale:
 per_1000``) reports correct answers / 1000 whatever the number of samples; it is rescaled to
 correct / n so that a ``limit`` run is on the same 0-100 scale. NaN scores become null.
-Layout: shared/reference/feasibility_ml.md §6.3.
+Layout: lmms-eval 0.7.3's ``simple_evaluate`` result (the dict its ``results.json`` holds;
+``lmms_eval/evaluator.py``), summarised in docs/evaluation.md ("lmms-eval facts we rely on").
 """
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """Scoring functions: ``(prediction: str, doc: dict) -> float`` in [0, 1]. Pure Python.
 
 Each scorer mirrors how the original study scored the benchmark its synthetic skill stands in
-for (shared/reference/lmm_cl_spec.md §3.2), with the study's parsing bugs fixed:
+for (the ``utils.py`` of each task under ``lmms-eval/lmms_eval/tasks/`` in jessemelpolio/LMM_CL,
+e.g. ``tasks/timeclock/utils.py``), with the study's parsing bugs fixed:
 
-- ``mc_letter``: the study took the first standalone letter, so "I think C" scored as "i".
+- ``mc_letter``: the study took the first standalone letter, so "I think C" scored as "i";
+  an answer naming two different option letters ("A or C") is wrong here.
 - ``count``: the study replaced number words by *substring*, so "nineteen" became 9 and "none" 1.
 - ``clock``: the study compared hours exactly (12 != 0, 15 != 3); we compare modulo 12 unless
   ``exact_hours=True`` (the scorer ``clock_exact``, chosen by the config key
@@ -15,7 +17,8 @@ for (shared/reference/lmm_cl_spec.md §3.2), with the study's parsing bugs fixed
   case, punctuation and surrounding spaces ("Yes." == "yes"; the study compared full strings).
 
 ``SCORERS`` maps the registry's ``scorer`` names to these functions. An empty prediction
-always scores 0.
+always scores 0, and no prediction text makes a scorer raise (tests/test_scoring.py feeds them
+arbitrary text with hypothesis).
 """
 from __future__ import annotations
 
@@ -73,15 +76,56 @@ _KEYWORD_RE = re.compile(
 )
 _LEADING_RE = re.compile(r"^[\(\[]?([A-Z])(?:[\)\]][.:]?|[.:])(?:\s|$)")
 _STANDALONE_RE = re.compile(r"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])")
+# "A"/"I" followed by one of these words still names an option ("A or C", "A is right")
+_LINK_WORDS = {"or", "and", "nor", "is", "was", "vs", "versus", "but", "not"}
+_NEXT_WORD_RE = re.compile(r"\s+([A-Za-z]{2,})")
+
+
+def _mask_options(text: str, options: list[str]) -> str:
+    """``text`` with every option's text (2+ characters) replaced by a plain word, so that an
+    option's own capital letter ("Vitamin C") is not read as an option letter, while "A" before
+    an option's name stays an article."""
+    names = sorted({o.strip() for o in options if len(o.strip()) >= 2}, key=len, reverse=True)
+    if not names:
+        return text
+    rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.IGNORECASE)
+    return rx.sub(" optiontext ", text)
+
+
+def _named_letters(text: str, options: list[str], valid: set[str]) -> list[str]:
+    """Every distinct option letter the answer names, in order of first mention: after a
+    keyword ("Answer: C", "option (c)"), a leading "C) ..." / "C. ...", and every standalone
+    capital letter, except "I" and "A" used as pronoun / article ("I think", "A bird")."""
+    found: list[str] = []
+
+    def add(letter: str | None):
+        if letter and letter.upper() in valid and letter.upper() not in found:
+            found.append(letter.upper())
+
+    for m in _KEYWORD_RE.finditer(text):
+        add(m.group(1) or m.group(2) or m.group(3))
+    m = _LEADING_RE.match(text)
+    if m:
+        add(m.group(1))
+    masked = _mask_options(text, options)
+    for m in _STANDALONE_RE.finditer(masked):
+        letter = m.group(1)
+        if letter in ("I", "A"):
+            nxt = _NEXT_WORD_RE.match(masked, m.end())
+            if nxt and nxt.group(1).lower() not in _LINK_WORDS:
+                continue  # pronoun / article ("I think C", "A bird")
+        add(letter)
+    return found
 
 
 def parse_letter(prediction: str, options: list[str] | None = None) -> str | None:
     """Return the chosen option letter (upper case) or None.
 
-    Order: a lone letter ("c", "C.", "(C)"); a keyword ("Answer: C", "The answer is (C)");
-    a leading letter with punctuation ("C) robin", "C. robin"); the exact text of an option
-    ("robin" -> its letter); otherwise the single distinct upper-case standalone letter left
-    after dropping the pronoun "I" and the article "A" ("I think C" -> C). Ambiguous -> None.
+    A lone letter ("c", "C.", "(C)") or the exact text of an option ("robin" -> its letter)
+    is that letter. Otherwise every option letter the answer names counts: after a keyword
+    ("Answer: C", "The answer is (C)"), a leading "C) robin", any standalone capital letter
+    except the pronoun "I" and the article "A" ("I think C" -> C). Exactly one distinct letter
+    -> it; an answer naming two different letters ("A or C", "C, not D") -> None (wrong).
     """
     text = _text(prediction)
     if not text:
@@ -90,31 +134,14 @@ def parse_letter(prediction: str, options: list[str] | None = None) -> str | Non
     valid = set(_LETTERS[: len(options)]) if options else set(_LETTERS)
 
     m = _LONE_RE.match(text)
-    if m and m.group(1).upper() in valid:
-        return m.group(1).upper()
-    m = _KEYWORD_RE.search(text)
     if m:
-        letter = (m.group(1) or m.group(2) or m.group(3)).upper()
-        if letter in valid:
-            return letter
-    m = _LEADING_RE.match(text)
-    if m and m.group(1) in valid:
-        return m.group(1)
+        return m.group(1).upper() if m.group(1).upper() in valid else None
     if options:
         norm = _basic_norm(text)
-        for i, opt in enumerate(options):
+        for i, opt in enumerate(options[: len(_LETTERS)]):
             if norm and norm == _basic_norm(opt):
                 return _LETTERS[i]
-    found = []
-    for m in _STANDALONE_RE.finditer(text):
-        letter = m.group(1)
-        if letter not in valid:
-            continue
-        rest = text[m.end():]
-        if letter in ("I", "A") and re.match(r"\s+[a-z]", rest):
-            continue  # pronoun / article ("I think", "A bird")
-        if letter not in found:
-            found.append(letter)
+    found = _named_letters(text, options, valid)
     return found[0] if len(found) == 1 else None
 
 
@@ -137,9 +164,15 @@ _NUMBER_WORDS["none"] = 0  # "How many ...?" -> "None."
 _COUNT_RE = re.compile(r"\b(\d+|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b")
 
 
+# A run of digits longer than this (leading zeros aside) is no count: it is read as "no number"
+# (score 0) instead of being converted, since int() refuses strings over 4300 digits.
+MAX_COUNT_DIGITS = 100
+
+
 def parse_count(text) -> int | None:
     """First integer in the text: digits or a number word zero..twenty (or "none" = 0),
-    matched as a whole word ("nineteen" -> 19, "nonetheless" -> nothing)."""
+    matched as a whole word ("nineteen" -> 19, "nonetheless" -> nothing). A first number with
+    more than ``MAX_COUNT_DIGITS`` significant digits -> None."""
     if isinstance(text, bool):
         return None
     if isinstance(text, int):
@@ -148,7 +181,10 @@ def parse_count(text) -> int | None:
     if not m:
         return None
     tok = m.group(1)
-    return int(tok) if tok.isdigit() else _NUMBER_WORDS[tok]
+    if tok in _NUMBER_WORDS:
+        return _NUMBER_WORDS[tok]
+    digits = tok.lstrip("0") or "0"
+    return int(digits) if len(digits) <= MAX_COUNT_DIGITS else None
 
 
 def _gold_count(doc: dict) -> int | None:
@@ -236,7 +272,10 @@ def parse_time(text) -> tuple[int, int] | None:
 
 def _gold_time(doc: dict) -> tuple[int, int] | None:
     if doc.get("hour") is not None and doc.get("minute") is not None:
-        return int(doc["hour"]), int(doc["minute"])
+        try:
+            return int(doc["hour"]), int(doc["minute"])
+        except (TypeError, ValueError, OverflowError):  # e.g. NaN in a nullable column
+            pass
     return parse_time(doc.get("answer", ""))
 
 

@@ -5,7 +5,9 @@ video processors need torchvision. These subclasses take no `video_processor` (P
 reads a processor's parts from its `__init__` signature) and are registered with
 `AutoProcessor`, so a checkpoint saved with one reloads with `AutoProcessor.from_pretrained` —
 in any process that imported this module first (`lmmcl.models.io.load_model` does). Without the
-import AutoProcessor silently returns just the tokenizer. Facts: feasibility_ml.md §2.2.
+import AutoProcessor silently returns just the tokenizer (transformers 5: the processors'
+`video_processor` attribute, `models/llava_onevision/processing_llava_onevision.py` and
+`models/qwen2_5_vl/processing_qwen2_5_vl.py`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Analysis probes of tuned checkpoints vs. the base (spec §7):
+"""Analysis probes of tuned checkpoints vs. the base (after the study's `scripts/analysis/` in
+jessemelpolio/LMM_CL):
 
 - :mod:`lmmcl.probes.numbers` — number-token probe (counting bias): mass and max probability of
   number tokens at every greedily generated step, on counting and on held-out prompts.

@@ -1,4 +1,5 @@
-"""Layer-contribution probe (spec §7.2, with the position bug fixed).
+"""Layer-contribution probe, with the position bug of the study's fixed (its
+``scripts/analysis/layer_contribution_delta_analysis.py`` in jessemelpolio/LMM_CL).
 
 Forward hooks on every decoder layer's ``self_attn`` (output[0]) and ``mlp`` record the residual
 branch outputs h.  Base and tuned model run the same teacher-forced batch (question + gold answer,

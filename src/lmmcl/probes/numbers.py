@@ -1,4 +1,5 @@
-"""Number-token probe (counting bias, spec §7.1).
+"""Number-token probe (counting bias; the study's
+``scripts/analysis/output_logit_single_model_inference.py`` in jessemelpolio/LMM_CL).
 
 For each checkpoint and each prompt set (counting prompts = ``target``, held-out prompts =
 ``heldout``), the first ``n`` samples are decoded greedily; at every generated step the softmax

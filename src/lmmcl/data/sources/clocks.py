@@ -3,7 +3,12 @@
 Every clock record: question ``What time does the clock show in this image?`` (or the
 source's own question with any ``<image>`` token removed), answer ``HH:MM`` (zero-padded),
 plus integer ``hour`` and ``minute`` columns. The time is read from the source's
-``hour``/``minute`` columns when present, else parsed from its ``answer`` (``H:MM``).
+``hour``/``minute`` columns when present, else parsed from its ``answer`` text as the study's
+``parse_time`` does (``lmms-eval/lmms_eval/tasks/timeclock/utils.py`` in jessemelpolio/LMM_CL):
+the first ``H:MM`` anywhere in the text ("The time is 3:45", "03:45:10" -> 3:45), else the first
+two integers ("3 45"); here the time must also be valid (hour 0-23, minute 0-59): the first
+valid ``H:MM`` wins. Rows without one are skipped with the text in the reason; a split
+without a single readable row is an error.
 
 Eval sets: ``AvaXiao/clockreading-time`` (``timeclock``), ``Jessemel/clockreading-coco``
 (``cococlock``), ``Jessemel/clockreading-openimg`` (``openimgclock``), each hub split
@@ -30,7 +35,8 @@ from .common import BadItem, Report, check_image, progress, take
 from .hub import convert_hub, hub_kwargs
 
 QUESTION = "What time does the clock show in this image?"
-_TIME = re.compile(r"^\s*(\d{1,2})\s*:\s*(\d{1,2})\s*$")
+_COLON_TIME = re.compile(r"(?<!\d)(\d{1,2})\s*:\s*(\d{1,2})(?!\d)")
+_INTEGER = re.compile(r"\d+")
 EVAL_SETS = {
     "timeclock": "AvaXiao/clockreading-time",
     "cococlock": "Jessemel/clockreading-coco",
@@ -38,19 +44,47 @@ EVAL_SETS = {
 }
 
 
+def _valid(h: int, m: int) -> bool:
+    return 0 <= h <= 23 and 0 <= m <= 59
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def time_from_text(text: str) -> tuple[int, int]:
+    """(hour, minute) from an answer text, as the study's ``parse_time`` (first ``H:MM``
+    anywhere, else the first two integers after dropping "."), keeping only valid times.
+    :class:`BadItem` names the text when it holds no time, or only an out-of-range one."""
+    text = str(text)
+    low = text.lower().replace(".", "")
+    candidates = [(int(h), int(m)) for h, m in _COLON_TIME.findall(low)]
+    if not candidates:
+        ints = [i for i in _INTEGER.findall(low)[:2] if len(i) <= 4]
+        if len(ints) == 2:
+            candidates = [(int(ints[0]), int(ints[1]))]
+    for h, m in candidates:
+        if _valid(h, m):
+            return h, m
+    if candidates:
+        h, m = candidates[0]
+        raise BadItem(f"time out of range: {h}:{m} in {_shown(text)}")
+    raise BadItem(f"unparseable time: {_shown(text)}")
+
+
 def parse_time(row: dict) -> tuple[int, int]:
+    """The row's time: its ``hour``/``minute`` columns, else its ``answer`` text."""
     h, m = row.get("hour"), row.get("minute")
     if h is None or m is None:
         ans = row.get("answer")
-        match = _TIME.match(str(ans)) if ans is not None else None
-        if not match:
-            raise BadItem(f"unparseable time: {ans!r}")
-        h, m = match.groups()
+        if ans is None or not str(ans).strip():
+            raise BadItem("unparseable time: no hour/minute columns and no answer")
+        return time_from_text(ans)
     try:
         h, m = int(h), int(m)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadItem(f"unparseable time: hour={h!r} minute={m!r}") from None
-    if not (0 <= h <= 23 and 0 <= m <= 59):
+    if not _valid(h, m):
         raise BadItem(f"time out of range: {h}:{m}")
     return h, m
 
@@ -126,6 +160,9 @@ def convert_timeclock(out_dir, *, seed: int = 0, limit: int | None = None, repo:
 
     def post(out, report):
         recs = _dedupe(out.pop("all"), "all", report)
+        if not recs:
+            raise ValueError(f"timeclock: hub split {hub_split!r} of {repo} has no usable row "
+                             f"({report.why_empty('all')}); nothing was written")
         if train_csv:
             csv_path = Path(train_csv)
             train = read_csv_split(csv_path, Path(image_root) if image_root else csv_path.parent,

@@ -140,6 +140,17 @@ class Report:
     def dumps(self) -> str:
         return redact(json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str)) + "\n"
 
+    def why_empty(self, split: str, examples: int = 3) -> str:
+        """The skip counts by reason and the first few skipped items (of ``split`` if it has
+        any, else of every split): what to look at when a split came out empty."""
+        mine = [s for s in self.skipped if s["split"] == split] or self.skipped
+        seen = self.counts.get(split, {}).get("seen")
+        text = (f"{seen} row(s) read, " if seen is not None else "") + \
+            f"skipped by reason: {self.to_dict()['skipped_by_reason']}"
+        if mine:
+            text += "; e.g. " + "; ".join(f"{s['id']}: {s['reason']}" for s in mine[:examples])
+        return text
+
     def summary(self) -> str:
         parts = [f"{s}: {c['kept']} kept, {c['skipped']} skipped" for s, c in self.counts.items()]
         return f"{self.dataset}: " + "; ".join(parts)
@@ -157,9 +168,8 @@ def write_dataset(out_dir: str | os.PathLike, splits: dict[str, list[dict]], rep
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, records in splits.items():
         if not records:
-            top = report.to_dict()["skipped_by_reason"]
             raise ValueError(f"{report.dataset}: split {split!r} has no usable record "
-                             f"(skipped by reason: {top}); nothing was written")
+                             f"({report.why_empty(split)}); nothing was written")
     finals = {split: out_dir / f"{split}.parquet" for split in splits}
     with atomic_paths(finals.values()) as tmps:
         for (split, records), tmp in zip(splits.items(), tmps):

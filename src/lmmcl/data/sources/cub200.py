@@ -1,7 +1,9 @@
 """CUB-200-2011 (target 1): the official tarball -> 26-way multiple choice, answer = letter.
 
 Steps: download the tarball (URL configurable; skipped when ``tarball`` points at a local copy
-or the file is already there), extract it once into ``<download_dir>/CUB_200_2011`` (into a
+or the file is already there), check its md5 against the official one (``OFFICIAL_MD5``, the
+checksum of ``CUB_200_2011.tgz`` in the Caltech data record; ``verify_md5=False`` skips the
+check, e.g. for a repacked tarball), extract it once into ``<download_dir>/CUB_200_2011`` (into a
 temporary folder first, renamed when complete: a truncated or corrupt tarball is a clear error
 and leaves nothing), then read ``images.txt``, ``classes.txt``, ``image_class_labels.txt`` and
 ``train_test_split.txt`` and build the official train (is_training_image = 1) and test splits.
@@ -14,7 +16,9 @@ question does not depend on ``limit`` or on which other images exist.
 """
 from __future__ import annotations
 
+import hashlib
 import random
+import re
 import string
 import tarfile
 import zlib
@@ -22,9 +26,11 @@ from pathlib import Path
 
 from lmmcl.atomic import atomic_dir, atomic_path
 
-from .common import BadItem, Report, check_image, progress, sha256_file, take, write_dataset
+from .common import BadItem, Report, check_image, progress, take, write_dataset
 
 DEFAULT_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
+OFFICIAL_MD5 = "97eceeb196236b17998738112f37df78"  # CUB_200_2011.tgz, data.caltech.edu record 65de6-vp158
+_MD5 = re.compile(r"[0-9a-f]{32}")
 TEMPLATES = (
     "What species is the bird in this photo?",
     "Can you identify the bird species in this image?",
@@ -70,9 +76,8 @@ def make_question(image_id: int, class_id: int, classes: dict[int, str], seed: i
 
 # --------------------------------------------------------------------------- download/extract
 def download(url: str, dest: Path, timeout: float = 60.0, md5: str | None = None) -> Path:
-    """Stream ``url`` to ``dest`` (temp name, renamed when complete); nothing to do if present."""
-    import hashlib
-
+    """Stream ``url`` to ``dest`` (temp name, renamed when complete and, with ``md5``, only if
+    the bytes match it); nothing to do if present."""
     import requests
 
     if dest.exists():
@@ -90,8 +95,19 @@ def download(url: str, dest: Path, timeout: float = 60.0, md5: str | None = None
             if total is not None and tmp.stat().st_size != total:
                 raise ValueError(f"{url}: download incomplete ({tmp.stat().st_size} of {total} bytes)")
         if md5 and h.hexdigest() != md5:
-            raise ValueError(f"{url}: md5 {h.hexdigest()} != expected {md5}")
+            raise ValueError(f"cub200: download from {url} has md5 {h.hexdigest()}, expected {md5}; "
+                             "nothing was kept")
     return dest
+
+
+def _digests(path: Path) -> tuple[str, str]:
+    """(md5, sha256) of a file, read once."""
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            md5.update(block)
+            sha.update(block)
+    return md5.hexdigest(), sha.hexdigest()
 
 
 def _find_root(folder: Path) -> Path | None:
@@ -190,16 +206,31 @@ def convert_folder(root: Path, out_dir: Path, *, seed: int = 0, limit: int | Non
 
 
 def convert(out_dir, *, seed: int = 0, limit: int | None = None, url: str = DEFAULT_URL,
-            tarball: str | None = None, download_dir: str | None = None, md5: str | None = None,
-            splits=SPLITS, n_options: int = 26) -> Report:
-    """Download (unless ``tarball`` is given), extract and convert CUB-200-2011."""
+            tarball: str | None = None, download_dir: str | None = None, md5: str = OFFICIAL_MD5,
+            verify_md5: bool = True, splits=SPLITS, n_options: int = 26) -> Report:
+    """Download (unless ``tarball`` is given), check the md5, extract and convert CUB-200-2011."""
     out_dir = Path(out_dir)
+    md5 = str(md5 or "").strip().lower()
+    if verify_md5 and not _MD5.fullmatch(md5):
+        raise ValueError(f"cub200: md5 {md5!r} is not 32 hex digits (the official tarball's is {OFFICIAL_MD5}; "
+                         "verify_md5: false skips the check)")
+    expected = md5 if verify_md5 else None
     dl = Path(download_dir) if download_dir else out_dir.parent / "downloads" / "cub200"
-    tar_path = Path(tarball) if tarball else download(url, dl / Path(url.split("?")[0]).name, md5=md5)
+    if tarball:
+        tar_path = Path(tarball)
+    else:
+        tar_path = dl / Path(url.split("?")[0]).name
+        if not tar_path.exists():
+            download(url, tar_path, md5=expected)  # checks the md5 while streaming, keeps nothing bad
     if not tar_path.exists():
         raise FileNotFoundError(f"cub200: tarball {tar_path} not found")
-    digest = sha256_file(tar_path)
+    got_md5, digest = _digests(tar_path)
+    if expected and got_md5 != expected:  # a local tarball, or one downloaded before
+        raise ValueError(f"cub200: tarball {tar_path} has md5 {got_md5}, expected {expected} (the official "
+                         "CUB_200_2011.tgz); delete it and download it again, or set "
+                         "data.sources.cub200.verify_md5: false to use a different tarball; nothing was written")
     root = extract(tar_path, dl / "extracted", tag=digest)
-    source = {"url": None if tarball else url, "tarball": tar_path.name, "sha256": digest}
+    source = {"url": None if tarball else url, "tarball": tar_path.name, "sha256": digest, "md5": got_md5,
+              "md5_verified": bool(expected)}
     return convert_folder(root, out_dir, seed=seed, limit=limit, splits=tuple(splits),
                           n_options=n_options, source=source)

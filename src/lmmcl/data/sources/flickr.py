@@ -3,6 +3,10 @@
 * Credentials come only from ``FLICKR_API_KEY`` / ``FLICKR_API_SECRET``
   (:func:`credentials_from_env` raises a clear error naming them before anything is fetched).
 * ``photos.getSizes`` gives the available sizes; the last entry is the largest.
+* A photo id is taken only from a Flickr static-image URL in the study's pattern
+  (``extract_photo_id`` in ``utils/download_pixmocount_and_convert_to_llava.py`` of
+  jessemelpolio/LMM_CL: ``…/<id>_<secret>_<size letter>.jpg``), and here only on a
+  ``staticflickr.com`` host: digits in any other URL name no Flickr photo.
 * Calls are spaced by ``min_interval`` seconds; HTTP 429 is retried with exponential backoff
   (``backoff * 2**attempt``, honouring ``Retry-After`` on image downloads), other transient
   errors (connection, timeout, 5xx) after ``backoff`` seconds, up to ``max_retries`` times.
@@ -15,10 +19,13 @@ import logging
 import os
 import re
 import time
+from urllib.parse import urlsplit
 
 from .common import redact
 
-PHOTO_ID = re.compile(r"/(\d+)_[a-zA-Z0-9]+(?:_[a-zA-Z0-9]+)?\.(?:jpe?g|png|gif)$")
+# the study's pattern, matched on the URL's path: /<photo id>_<secret>_<size letter>.jpg
+PHOTO_ID = re.compile(r"/(\d+)_[a-zA-Z0-9]+_[a-zA-Z]\.jpg$")
+STATIC_HOST = re.compile(r"(?:^|\.)staticflickr\.com$")
 
 
 class CredentialsError(ValueError):
@@ -47,8 +54,24 @@ def credentials_from_env() -> tuple[str, str]:
     return key.strip(), secret.strip()
 
 
+def http_url(url) -> bool:
+    """Whether ``url`` is an absolute http(s) URL with a host (what can be downloaded)."""
+    try:
+        parts = urlsplit(str(url or "").strip())
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 host
+        return False
+
+
 def photo_id_from_url(url: str) -> str | None:
-    m = PHOTO_ID.search(url.split("?")[0])
+    """The Flickr photo id of a static-image URL ``http(s)://<*.>staticflickr.com/…/<id>_<secret>_<size>.jpg``,
+    else None (such a URL is downloaded as it is, never looked up by id)."""
+    if not http_url(url):
+        return None
+    parts = urlsplit(str(url).strip())
+    if not STATIC_HOST.search(parts.hostname or ""):
+        return None
+    m = PHOTO_ID.search(parts.path)
     return m.group(1) if m else None
 
 

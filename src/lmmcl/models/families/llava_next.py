@@ -1,8 +1,9 @@
 """`llava_next`: LlavaNextForConditionalGeneration (CLIP ViT-L/14@336 + Llama-3-8B).
 
 Default checkpoint llava-hf/llama3-llava-next-8b-hf: 1024-d CLIP features (not SigLIP's 1152),
-Llama-3 chat template, `<|eot_id|>` closes a turn. Note (spec §1): HF's native LLaVA-NeXT has
-no `anyres_max_9` downsampling, unlike the study's own LLaVA-NeXT code.
+Llama-3 chat template, `<|eot_id|>` closes a turn. Note: HF's native LLaVA-NeXT has
+no `anyres_max_9` downsampling, unlike the study's own LLaVA-NeXT code
+(`llava/model/llava_arch.py` in jessemelpolio/LMM_CL, used with `--image_aspect_ratio anyres_max_9`).
 """
 from . import LLAVA_ROLES, Family, register
 

@@ -3,7 +3,8 @@
 loss = CE + λ·T²·KL(softmax(z_teacher/T) ‖ softmax(z_student/T)), the KL summed over the full
 vocabulary and averaged over the ANSWER positions only: the logits that predict a labelled
 token (labels shifted by one, exactly the positions of the cross-entropy). The original
-sampled positions over image and prompt tokens as well (spec §6.2).
+sampled positions over image and prompt tokens as well (`LLaVALwfTrainer.compute_loss`,
+`llava/train/llava_lwf_trainer.py` in jessemelpolio/LMM_CL).
 
 The teacher is the stage's parent checkpoint (base or previous stage), loaded a second time
 in memory from the same folder (no copy on disk), frozen, in eval mode, not a submodule of the
