@@ -211,11 +211,11 @@ def test_kill_snakemake_mid_job_then_rerun_incomplete(env, tmp_path):
     (wd / "config.yaml").write_text(TINY_CONFIG)
     smk = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow/Snakefile"), "--directory", str(wd),
            "--configfile", str(wd / "config.yaml"), "--cores", "2"]
-    evals = wd / "results/kill/evals/base"
+    evals = wd / "results/kill/seed0/evals/base"
     flag = tmp_path / "paused"
     log = tmp_path / "smk1.log"
     # the job writes syn_count.json, then syn_color.json: pause before the second rename
-    proc = _start(smk + ["evaluate_base"], _pause(env, evals, flag, ".json", 2), wd, log)
+    proc = _start(smk + ["evaluate_bases"], _pause(env, evals, flag, ".json", 2), wd, log)
     _wait_for(flag.exists, proc, log, 240, "the pause before the job's second output", step=0.05)
     time.sleep(0.1)
     _kill(proc)
@@ -225,20 +225,20 @@ def test_kill_snakemake_mid_job_then_rerun_incomplete(env, tmp_path):
     def run(*args):
         return subprocess.run(smk + list(args), env=env, cwd=wd, capture_output=True, text=True, timeout=300)
 
-    p = run("-n", "evaluate_base")  # without --rerun-incomplete the complete-looking file is refused
+    p = run("-n", "evaluate_bases")  # without --rerun-incomplete the complete-looking file is refused
     assert p.returncode != 0 and "IncompleteFilesException" in p.stdout + p.stderr
-    assert "results/kill/evals/base/syn_count.json" in p.stdout + p.stderr
-    p = run("--rerun-incomplete", "evaluate_base")  # the kill also left Snakemake's lock
+    assert "results/kill/seed0/evals/base/syn_count.json" in p.stdout + p.stderr
+    p = run("--rerun-incomplete", "evaluate_bases")  # the kill also left Snakemake's lock
     assert p.returncode != 0 and "--unlock" in p.stdout + p.stderr
     assert run("--unlock").returncode == 0
-    p = run("--rerun-incomplete", "evaluate_base")
+    p = run("--rerun-incomplete", "evaluate_bases")
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     assert "evaluate_base" in p.stdout + p.stderr and "build_base" not in p.stdout + p.stderr
     for b in ("syn_color", "syn_count"):
         rec = json.loads((evals / f"{b}.json").read_text())
         assert rec["benchmark"] == b and rec["n"] == 4
     assert not list((wd / ".snakemake/incomplete").iterdir())
-    assert "Nothing to be done" in (lambda q: q.stdout + q.stderr)(run("-n", "evaluate_base"))
+    assert "Nothing to be done" in (lambda q: q.stdout + q.stderr)(run("-n", "evaluate_bases"))
 
 
 # --------------------------------------------------------------------------- the helpers

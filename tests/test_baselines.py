@@ -259,21 +259,21 @@ def test_all_baselines_two_stages_end_to_end(tmp_path):
     for m in methods:
         assert (res / f"tables/R_{m}.md").stat().st_size > 0
     # LoRA: every stage checkpoint is a plain, merged model
-    lo = json.loads((res / "lora/stage2_syn_count/manifest.json").read_text())
+    lo = json.loads((res / "seed0/lora/stage2_syn_count/manifest.json").read_text())
     assert lo["method_report"]["merged"] and "model.multi_modal_projector.linear_1" in lo["trainable"]["modules"]
-    cfg = json.loads((res / "lora/stage2_syn_count/model/config.json").read_text())
+    cfg = json.loads((res / "seed0/lora/stage2_syn_count/model/config.json").read_text())
     assert cfg["architectures"] == ["LlavaForConditionalGeneration"]
     # WiSE-FT: the merged stage is what the next stage trained from and what was evaluated
-    w2 = json.loads((res / "wise_ft/stage2_syn_count/manifest.json").read_text())
+    w2 = json.loads((res / "seed0/wise_ft/stage2_syn_count/manifest.json").read_text())
     assert w2["wise_ft"]["alpha_previous"] == 0.1
     assert w2["wise_ft"]["previous"].endswith("wise_ft/stage1_syn_birds/manifest.json")
-    f2 = json.loads((res / "wise_ft/stage2_syn_count/finetuned/manifest.json").read_text())
+    f2 = json.loads((res / "seed0/wise_ft/stage2_syn_count/finetuned/manifest.json").read_text())
     assert f2["parent"].endswith("wise_ft/stage1_syn_birds/manifest.json")
-    ev = json.loads((res / "evals/wise_ft/stage2_syn_count/syn_count.json").read_text())
+    ev = json.loads((res / "seed0/evals/wise_ft/stage2_syn_count/syn_count.json").read_text())
     assert ev["checkpoint"].endswith("wise_ft/stage2_syn_count/model")
     # LwF distilled from its parent; MoE grew one expert per task
-    l2 = json.loads((res / "lwf/stage2_syn_count/manifest.json").read_text())
+    l2 = json.loads((res / "seed0/lwf/stage2_syn_count/manifest.json").read_text())
     assert l2["method_report"]["teacher"].endswith("lwf/stage1_syn_birds/manifest.json")
-    m2 = json.loads((res / "moe/stage2_syn_count/manifest.json").read_text())
+    m2 = json.loads((res / "seed0/moe/stage2_syn_count/manifest.json").read_text())
     assert m2["method_report"]["experts_total"] == 3
     assert "Nothing to be done" in (lambda q: q.stdout + q.stderr)(wf.smk(tmp_path, "-n"))

@@ -41,9 +41,33 @@ def test_hparam_precedence(cfg):
     (lambda c: c["stages"].update(syn_colour={"lr": 1e-3}), "'syn_colour' is not a task of the sequence"),
     (lambda c: c["methods"]["full"].update(lrr=1e-3), r"unknown key\(s\) \['lrr'\]"),
     (lambda c: c["methods"].clear(), "at least one method"),
+    (lambda c: c.update(seeds=[0, 1]), "seed: 0 and seeds: \\[0, 1\\] both given"),
+    (lambda c: (c.pop("seed", None), c.update(seeds=[])), "seeds: \\[\\]"),
+    (lambda c: c.update(sweep={"grid": {"recipe": ["llm"], "lr": [1e-4]}}, methods={"llm_lr1e-4": {"recipe": "llm"}}),
+     "method name\\(s\\) \\['llm_lr1e-4'\\] also in `methods`"),
+    (lambda c: c.update(sweep={"grid": {"recipe": ["sa_prj"], "lr": [1e-4]}}), "unknown recipe 'sa_prj'"),
 ])
 def test_bad_config_names_the_value(cfg, mutate, message):
     cfg = copy.deepcopy(cfg)
     mutate(cfg)
     with pytest.raises(ConfigError, match=message):
         Plan(cfg)
+
+
+def test_seeds_and_sweep_expand_into_runs(cfg):
+    cfg = copy.deepcopy(cfg)
+    cfg.pop("seed", None)
+    cfg["seeds"] = [0, 2, 5]
+    cfg["sweep"] = {"grid": {"recipe": ["llm", "sa_proj"], "lr": [1e-4, 1e-3]}, "lr_rule": {"min_learning": 20}}
+    plan = Plan(cfg)
+    assert plan.seeds == [0, 2, 5]
+    swept = ["llm_lr1e-4", "llm_lr1e-3", "sa_proj_lr1e-4", "sa_proj_lr1e-3"]
+    assert list(plan.methods)[-4:] == swept and plan.recipe("sa_proj_lr1e-3") == "sa_proj"
+    assert plan.hparams("sa_proj_lr1e-3", "syn_count", seed=5)["lr"] == 1e-3
+    # a stage trains with its run's seed, unless the config fixes one
+    assert plan.hparams("full", "syn_count", seed=5)["seed"] == 5
+    cfg["stages"]["syn_count"] = {"seed": 7}
+    assert Plan(cfg).hparams("full", "syn_count", seed=5)["seed"] == 7
+    rp = plan.report_plan()
+    assert rp["seeds"] == [0, 2, 5] and rp["sweep"]["llm_lr1e-3"] == {"recipe": "llm", "lr": 1e-3}
+    assert rp["lr_rule"] == {"min_learning": 20}

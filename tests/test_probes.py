@@ -44,7 +44,8 @@ def shifted_mlp_copy(model, layer: int, seed: int = 1):
 def test_number_tokens_from_tokenizer(tiny):
     _, proc = tiny
     ids = number_token_ids(proc.tokenizer)
-    assert sorted(proc.tokenizer.batch_decode([[i] for i in ids])) == DIGITS  # byte-level: digits only
+    # word-level tiny tokenizer: numbers are split into digits, each with or without its leading space
+    assert sorted(proc.tokenizer.batch_decode([[i] for i in ids])) == sorted(DIGITS + [" " + d for d in DIGITS])
     for t in ["7", "Ġ12", "▁twenty", "Seven", "3rd", "1,000", "2.5"]:
         assert is_number_text(t), t
     for t in ["a", "x1", "٣", "", " ", "one2"]:
@@ -119,7 +120,7 @@ def test_cli_probes_write_json_and_png(tiny, parquet, tmp_path):
           "--target", str(parquet), "--heldout", str(parquet), "--n", "1", "--max-new-tokens", "3",
           "--out-json", str(nj), "--out-png", str(npng)])
     payload = json.loads(nj.read_text())
-    assert payload["config"]["number_tokens"]["count"] == 10
+    assert payload["config"]["number_tokens"]["count"] == 20
     assert set(payload["checkpoints"]) == {"base", "same"}
     for role in ("target", "heldout"):
         assert payload["delta_vs_base"]["same"][role]["avg_total_number_prob_mean"] == pytest.approx(0, abs=1e-7)

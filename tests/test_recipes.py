@@ -16,9 +16,10 @@ EXPECTED = {
     "mlp_down": (32_768, r"^model\.language_model\.layers\.\d+\.mlp\.down_proj\.weight$", 2),
     "projector": (8_320, r"^model\.multi_modal_projector\.", 4),
     "vision_tower": (80_640, r"^model\.vision_tower\.", 39),
-    "llm": (156_736, r"^(model\.language_model\.|lm_head\.)", 21),
-    "full": (245_696, r".", 64),
+    "llm": (123_200, r"^(model\.language_model\.|lm_head\.)", 21),   # + 128 per vocabulary entry
+    "full": (212_160, r".", 64),                                        # (embeddings + lm_head rows)
 }
+PER_TOKEN = {"llm": 128, "full": 128}
 
 
 @pytest.fixture()
@@ -29,6 +30,8 @@ def model():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_recipe_trains_exactly_expected_tensors(model, name):
     count, pattern, n_tensors = EXPECTED[name]
+    vocab = model.config.text_config.vocab_size
+    count += PER_TOKEN.get(name, 0) * vocab
     report = recipes.apply(model, name)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert report["trainable_params"] == count
@@ -36,7 +39,7 @@ def test_recipe_trains_exactly_expected_tensors(model, name):
     assert all(re.search(pattern, n) for n in trainable)
     frozen_matching = [n for n, p in model.named_parameters() if not p.requires_grad and re.search(pattern, n)]
     assert not frozen_matching, frozen_matching
-    assert report["total_params"] == 245_696
+    assert report["total_params"] == 212_160 + 128 * vocab
 
 
 def test_mlp_gate_up_keeps_down_frozen(model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,6 +21,9 @@ from lmmcl.report.aggregate import (
     report_outputs,
     stage_labels,
     summary_table,
+    summary_per_seed,
+    summary_std,
+    pareto_table,
     write_report,
 )
 from lmmcl.report.tables import NA, fmt, markdown_table
@@ -206,12 +210,16 @@ FAKE = {
 MISSING = ("full", 2, "syn_color")  # this JSON is not written
 
 
-def make_tree(root):
-    ev = root / EXP / "evals"
+def make_tree(root, seed=0, scale=1.0, exp=EXP):
+    """Evaluation JSONs of FAKE (every score × `scale`) for run `seed` (lmmcl.layout)."""
+    from lmmcl.layout import Layout
+
+    lay = Layout(exp, root=root)
     for (m, k), vals in FAKE.items():
-        d = ev / "base" if k == 0 else ev / m / f"stage{k}_{PLAN['sequence'][k - 1]}"
+        d = Path(lay.eval_dir(seed, m, k, PLAN["sequence"][k - 1] if k else None))
         d.mkdir(parents=True, exist_ok=True)
         for b, v in zip(BENCH, vals):
+            v = v if v is None else v * scale
             if (m, k, b) == MISSING:
                 continue
             (d / f"{b}.json").write_text(json.dumps({
@@ -253,7 +261,7 @@ def test_collect_scores(tmp_path):
 
 def test_corrupt_or_mislabelled_json_raises(tmp_path):
     make_tree(tmp_path)
-    f = tmp_path / EXP / "evals" / "base" / "syn_birds.json"
+    f = tmp_path / EXP / "seed0" / "evals" / "base" / "syn_birds.json"
     f.write_text('{"benchmark": "syn_count", "score": 1}')
     with pytest.raises(ValueError, match="syn_count"):
         collect_scores(tmp_path, PLAN)
@@ -282,8 +290,9 @@ def test_write_report(tmp_path):
         "scores.csv", "report_plan.json",
         *(f"tables/{t}_{m}.{e}" for t in ("R", "deltas") for m in ("sa_proj", "full") for e in ("csv", "md", "tex")),
         "tables/learning_forgetting.csv", "tables/learning_forgetting.md", "tables/learning_forgetting.tex",
+        "tables/learning_forgetting_seeds.csv", "tables/pareto.csv", "tables/pareto.md",
         "plots/learning_vs_heldout.png", "plots/heldout_per_stage.png", "plots/target_per_stage.png",
-        "plots/R_heatmap_sa_proj.png", "plots/R_heatmap_full.png",
+        "plots/pareto.png", "plots/R_heatmap_sa_proj.png", "plots/R_heatmap_full.png",
     }
     for p in files:
         assert p.is_file() and p.stat().st_size > 0, p
@@ -296,7 +305,9 @@ def test_write_report(tmp_path):
 
     lf = pd.read_csv(exp / "tables" / "learning_forgetting.csv", index_col="method")
     assert list(lf.index) == ["sa_proj", "full"]
-    assert list(lf.columns) == metrics.summary_columns(2)
+    cols = metrics.summary_columns(2)
+    assert list(lf.columns) == cols + [f"{c}_std" for c in cols] + ["seeds"]
+    assert lf["Learning_std"].isna().all() and (lf["seeds"] == 1).all()  # one seed: no std
     assert math.isnan(lf.loc["full", "HeldOut_final"])  # empty CSV field
     assert lf.loc["sa_proj", "Learning_1"] == approx(50.0)  # 80-30
 
@@ -335,7 +346,7 @@ def test_plots_degenerate_inputs(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
     plan = {"experiment": "e", "methods": ["m"], "sequence": ["t"], "held_out": []}
     scores = pd.DataFrame(
-        [("m", 0, "base", "t", MISSING_METRIC, NAN), ("m", 1, "t", "t", MISSING_METRIC, NAN)],
+        [(0, "m", 0, "base", "t", MISSING_METRIC, NAN), (0, "m", 1, "t", "t", MISSING_METRIC, NAN)],
         columns=SCORE_COLUMNS,
     )
     for fn in (plots.plot_heldout_per_stage, plots.plot_target_per_stage):
@@ -416,7 +427,7 @@ def test_across_experiments(tmp_path):
     # second experiment: same evals, different name, no plan file (older run) -> plan inferred
     import shutil
 
-    shutil.copytree(root / EXP / "evals", root / "exp2" / "evals")
+    shutil.copytree(root / EXP / "seed0", root / "exp2" / "seed0")
     write_report(root, other)
     (root / "exp2" / "report_plan.json").unlink()
     # inference needs stage tasks = benchmark names; this plan maps birds->syn_birds, so it must fail clearly
@@ -450,3 +461,62 @@ def test_cli_report_across(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["report", "--across", str(root / EXP)])  # --out missing
     assert "--out" in capsys.readouterr().err
+
+
+def test_seeds_mean_std_and_per_seed_rows(tmp_path):
+    make_tree(tmp_path, seed=0)
+    make_tree(tmp_path, seed=3, scale=1.1)  # every delta 10 % larger in the second run
+    plan = dict(PLAN, seeds=[0, 3])
+    scores = collect_scores(tmp_path, plan)
+    assert sorted(scores["seed"].unique()) == [0, 3] and len(scores) == 2 * 2 * 3 * 4
+    per_seed = summary_per_seed(scores, plan)
+    assert per_seed.loc[("sa_proj", 0), "Learning_1"] == approx(50.0)
+    assert per_seed.loc[("sa_proj", 3), "Learning_1"] == approx(55.0)
+    assert summary_table(scores, plan).loc["sa_proj", "Learning_1"] == approx(52.5)
+    assert summary_std(scores, plan).loc["sa_proj", "Learning_1"] == approx(5 / 2 ** 0.5)
+    assert r_matrix(scores, "sa_proj", seed=3).loc[1, "syn_birds"] == approx(88.0)   # 80 × 1.1
+    assert r_matrix(scores, "sa_proj").loc[1, "syn_birds"] == approx(84.0)           # mean of 80, 88
+    write_report(tmp_path, plan)
+    exp = tmp_path / EXP
+    lf = pd.read_csv(exp / "tables" / "learning_forgetting.csv", index_col="method")
+    assert lf.loc["sa_proj", "Learning_1_std"] == approx(3.5355) and (lf["seeds"] == 2).all()
+    seeds_csv = pd.read_csv(exp / "tables" / "learning_forgetting_seeds.csv")
+    assert list(seeds_csv.columns[:2]) == ["method", "seed"] and len(seeds_csv) == 4
+    md = (exp / "tables" / "learning_forgetting.md").read_text()
+    assert "mean ± std over 2 seeds: 0, 3" in md and "+52.5 ± 3.5" in md
+    assert pd.read_csv(exp / "scores.csv")["seed"].tolist().count(3) == 2 * 3 * 4
+
+
+def test_pareto_table_and_sweep_lr_rule(tmp_path):
+    from lmmcl import sweep
+
+    make_tree(tmp_path)
+    # sa_proj: Learning 52.5, HeldOut_mean -2.25; full: Learning 62.5, HeldOut_mean -25 (FAKE)
+    plan = dict(PLAN, sweep={"sa_proj": {"recipe": "sa_proj", "lr": 1e-3}, "full": {"recipe": "sa_proj", "lr": 1e-4}},
+                lr_rule={"min_learning": 55})
+    scores = collect_scores(tmp_path, plan)
+    par = pareto_table(scores, plan)
+    assert par["pareto"].tolist() == [True, True]  # neither dominates: one learns more, the other forgets less
+    # same recipe, lrs 1e-4 (Learning 62.5) and 1e-3 (52.5): the smallest lr reaching 55 pp is 1e-4
+    assert par.loc["full", "lr_rule"] == "picked" and par.loc["sa_proj", "lr_rule"] == ""
+    assert sweep.pick_lrs(plan["sweep"], par["Learning"].to_dict(), 70) == {
+        "full": "picked (below bar)", "sa_proj": ""}
+    write_report(tmp_path, plan)
+    md = (tmp_path / EXP / "tables" / "pareto.md").read_text()
+    assert "| full |" in md and "picked" in md and "smallest lr whose mean Learning reaches 55.0 pp" in md
+    assert sweep.pareto_front({"a": (10, -1), "b": (5, -2), "c": (20, -30), "d": (math.nan, 0)}) == {"a", "c"}
+
+
+def test_sweep_expansion_names_and_errors():
+    from lmmcl import sweep
+
+    methods = sweep.expand({"grid": {"recipe": ["llm", "sa_proj"], "lr": [1e-4, 3e-4], "steps": [300]},
+                            "method": {"warmup_ratio": 0.1}})
+    assert list(methods) == ["llm_lr1e-4_steps300", "llm_lr3e-4_steps300", "sa_proj_lr1e-4_steps300",
+                             "sa_proj_lr3e-4_steps300"]
+    assert methods["sa_proj_lr3e-4_steps300"] == {"warmup_ratio": 0.1, "recipe": "sa_proj", "lr": 3e-4, "steps": 300}
+    assert sweep.format_value(0.5) == "0.5" and sweep.format_value(1.5e-5) == "1.5e-5"
+    with pytest.raises(ValueError, match="sweep.grid.lr: repeated value"):
+        sweep.expand({"grid": {"lr": [1e-4, 1e-4]}})
+    with pytest.raises(ValueError, match=r"\['lr'\] set both"):
+        sweep.expand({"grid": {"lr": [1e-4]}, "method": {"lr": 1e-3}})

@@ -73,10 +73,11 @@ def test_no_secret_in_any_output_log_or_metadata(pipeline):
     wd, console = pipeline
     res = wd / "results/secrets"
     # the run produced what is searched: data, checkpoints + manifests, lmms-eval results, logs, report
-    expected = ["data/syn_count/train.parquet", "results/secrets/base/manifest.json",
-                "results/secrets/full/stage1_syn_count/manifest.json", "results/secrets/evals/base/syn_count.json",
-                "results/secrets/evals/base/syn_count.samples.jsonl", "results/secrets/logs/base.log",
-                "results/secrets/logs/evals/base.log", "results/secrets/scores.csv"]
+    expected = ["data/syn_count/train.parquet", "results/secrets/seed0/base/manifest.json",
+                "results/secrets/seed0/full/stage1_syn_count/manifest.json",
+                "results/secrets/seed0/evals/base/syn_count.json",
+                "results/secrets/seed0/evals/base/syn_count.samples.jsonl", "results/secrets/logs/seed0/base.log",
+                "results/secrets/logs/seed0/evals/base.log", "results/secrets/scores.csv"]
     for f in expected:
         assert (wd / f).stat().st_size > 0, f
     assert list((wd / ".snakemake/metadata").iterdir()) and list((wd / ".snakemake/log").iterdir())
@@ -84,7 +85,7 @@ def test_no_secret_in_any_output_log_or_metadata(pipeline):
     assert len(files) > 60
     # the search finds what is there (the experiment name is in manifests, logs and metadata)
     assert sum(b"secrets" in p.read_bytes() for p in files) > 10
-    assert json.loads((res / "evals/base/syn_count.json").read_text())["checkpoint"].endswith("base/model")
+    assert json.loads((res / "seed0/evals/base/syn_count.json").read_text())["checkpoint"].endswith("base/model")
 
     assert _leaks(wd) == {}
     for name, value in SECRETS.items():

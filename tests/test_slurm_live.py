@@ -122,11 +122,11 @@ def test_tables_are_produced(first_run):
 def test_changing_one_stage_lr_reruns_it_and_downstream_only(first_run):
     wd, _ = first_run
     res = wd / "results/smoke"
-    untouched = [res / "base/manifest.json", res / "full/stage1_syn_birds/manifest.json",
-                 res / "full/stage2_syn_count/manifest.json", res / "evals/base/syn_birds.json",
-                 res / "evals/full/stage2_syn_count/syn_count.json"]
+    untouched = [res / "seed0/base/manifest.json", res / "seed0/full/stage1_syn_birds/manifest.json",
+                 res / "seed0/full/stage2_syn_count/manifest.json", res / "seed0/evals/base/syn_birds.json",
+                 res / "seed0/evals/full/stage2_syn_count/syn_count.json"]
     before = {p: p.stat().st_mtime_ns for p in untouched}
-    old_stage2 = json.loads((res / "sa_proj/stage2_syn_count/manifest.json").read_text())
+    old_stage2 = json.loads((res / "seed0/sa_proj/stage2_syn_count/manifest.json").read_text())
 
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
     cfg["methods"]["sa_proj"]["stages"] = {"syn_birds": {"lr": 5.0e-4}}   # stage 1 of one method
@@ -144,5 +144,5 @@ def test_changing_one_stage_lr_reruns_it_and_downstream_only(first_run):
     }
     assert_all_ran_on_slurm(wd, jobs)
     assert {p: p.stat().st_mtime_ns for p in untouched} == before
-    new_stage2 = json.loads((res / "sa_proj/stage2_syn_count/manifest.json").read_text())
+    new_stage2 = json.loads((res / "seed0/sa_proj/stage2_syn_count/manifest.json").read_text())
     assert new_stage2 != old_stage2

@@ -18,7 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow/Snakefile")]
-STAGE1 = "results/smoke/sa_proj/stage1_syn_birds/manifest.json"
+STAGE1 = "results/smoke/seed0/sa_proj/stage1_syn_birds/manifest.json"
 
 FAKE_SBATCH = f"""#!{sys.executable}
 import json, os, sys
@@ -56,7 +56,7 @@ def workdir(tmp: Path, gpus: int) -> Path:
     cfg["resources"] = {"gpus": gpus}
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     # the job's inputs exist, so stage 1 of sa_proj is the only job (--allowed-rules train_stage)
-    for f in ["data/syn_birds/train.parquet", "results/smoke/base/manifest.json"]:
+    for f in ["data/syn_birds/train.parquet", "results/smoke/seed0/base/manifest.json"]:
         (wd / f).parent.mkdir(parents=True, exist_ok=True)
         (wd / f).write_text("{}")
     return wd
@@ -102,7 +102,7 @@ def test_gpu_train_stage_maps_to_sbatch_resources(tmp_path):
     # inside the allocation the plugin's jobstep executor runs exactly this job
     wrap = opt(argv, "--wrap")
     assert wrap and "--executor slurm-jobstep" in wrap
-    assert "--target-jobs 'train_stage:method=sa_proj,k=1,task=syn_birds'" in wrap
+    assert "--target-jobs 'train_stage:seed=0,method=sa_proj,k=1,task=syn_birds'" in wrap
 
 
 def test_cpu_only_job_requests_no_gpu(tmp_path):

@@ -68,16 +68,16 @@ def test_end_to_end_produces_tables(finished_run):
               "plots/heldout_per_stage.png", "plots/target_per_stage.png"]:
         assert (res / f).stat().st_size > 0, f
     scores = pd.read_csv(res / "scores.csv")
-    assert list(scores.columns) == ["method", "stage", "task", "benchmark", "metric", "score"]
+    assert list(scores.columns) == ["seed", "method", "stage", "task", "benchmark", "metric", "score"]
     # 2 methods x (base + 2 stages) x 3 benchmarks, every cell measured
     assert len(scores) == 18 and scores["score"].notna().all()
     assert set(scores["stage"]) == {0, 1, 2}
     # stage 2 of each method chains on its stage 1, which chains on the shared base
     import json
-    m2 = json.loads((res / "full/stage2_syn_count/manifest.json").read_text())
-    assert m2["parent"].endswith("results/smoke/full/stage1_syn_birds/manifest.json")
-    m1 = json.loads((res / "full/stage1_syn_birds/manifest.json").read_text())
-    assert m1["parent"].endswith("results/smoke/base/manifest.json")
+    m2 = json.loads((res / "seed0/full/stage2_syn_count/manifest.json").read_text())
+    assert m2["parent"].endswith("results/smoke/seed0/full/stage1_syn_birds/manifest.json")
+    m1 = json.loads((res / "seed0/full/stage1_syn_birds/manifest.json").read_text())
+    assert m1["parent"].endswith("results/smoke/seed0/base/manifest.json")
     assert m1["trainable"]["trainable_share"] == 1.0
     summary = p.stdout + p.stderr
     assert "learning_forgetting.md" in summary
@@ -96,8 +96,8 @@ def test_finished_run_has_nothing_to_do(finished_run):
     assert "Nothing to be done" in p.stdout + p.stderr
     # stages are deltas on the base, and evaluation composed them
     res = wd / "results/smoke"
-    assert (res / "sa_proj/stage2_syn_count/model/lmmcl_delta.json").is_file()
-    assert not (res / "sa_proj/stage2_syn_count/model/model.safetensors").exists()
+    assert (res / "seed0/sa_proj/stage2_syn_count/model/lmmcl_delta.json").is_file()
+    assert not (res / "seed0/sa_proj/stage2_syn_count/model/model.safetensors").exists()
 
 
 @pytest.mark.slow

@@ -69,12 +69,41 @@ class Stage:
         return f"stage{self.k}_{self.task}"
 
 
+def resolve_seeds(cfg: dict) -> list[int]:
+    """The run seeds: `seeds` (a list) or the single `seed` (default 0), not both."""
+    if "seeds" in cfg and "seed" in cfg:
+        raise ConfigError(f"seed: {cfg['seed']!r} and seeds: {cfg['seeds']!r} both given; keep `seeds` "
+                          f"(one run per seed) or `seed` (a single run)")
+    seeds = cfg.get("seeds", [cfg.get("seed", 0)])
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: {seeds!r}; allowed: a non-empty list of distinct integers >= 0")
+    return [int(s) for s in seeds]
+
+
+def resolve_methods(cfg: dict) -> dict:
+    """`methods` plus the methods of the `sweep` grid (lmmcl.sweep), which must not reuse a name."""
+    from . import sweep
+
+    methods = dict(cfg.get("methods") or {})
+    if cfg.get("sweep"):
+        try:
+            swept = sweep.expand(cfg["sweep"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        clash = sorted(set(swept) & set(methods))
+        if clash:
+            raise ConfigError(f"sweep: method name(s) {clash} also in `methods`; rename those methods")
+        methods.update(swept)
+    return methods
+
+
 class Plan:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.experiment = cfg["experiment"]
         self.sequence: list[str] = list(resolve_sequence(cfg))
-        self.methods: dict = cfg["methods"]
+        self.seeds: list[int] = resolve_seeds(cfg)
+        self.methods: dict = resolve_methods(cfg)
         self.stage_cfg: dict = cfg.get("stages") or {}
         self.extra_recipes: dict = cfg.get("recipes") or {}
         b = cfg.get("benchmarks") or {}
@@ -109,7 +138,7 @@ class Plan:
             raise ConfigError(f"benchmarks: {sorted(dup)} listed in more than one group")
         known = recipe_registry.all_recipes(self.extra_recipes)
         if not self.methods:
-            raise ConfigError("methods: at least one method is needed")
+            raise ConfigError("methods: at least one method is needed (in `methods` or a `sweep` grid)")
         for m, spec in self.methods.items():
             kind = spec.get("method", "sft")
             if kind not in METHODS:
@@ -232,10 +261,12 @@ class Plan:
             raise ConfigError(f"stage{k}_{task} is not in the sequence {self.sequence}")
         return Stage(method, k, task)
 
-    def hparams(self, method: str, task: str) -> dict:
-        """defaults < method < stages[task] < methods[m].stages[task] (later wins)."""
+    def hparams(self, method: str, task: str, seed: int | None = None) -> dict:
+        """defaults < run seed < stages.defaults < method < stages[task] < methods[m].stages[task]
+        (later wins): a stage trains with its run's seed unless the config fixes `seed` for it."""
         spec = self.methods[method]
         hp = dict(DEFAULT_HPARAMS)
+        hp["seed"] = self.seeds[0] if seed is None else int(seed)
         hp.update(self.stage_cfg.get("defaults") or {})
         hp.update({k: v for k, v in spec.items() if k in DEFAULT_HPARAMS})
         hp.update(self.stage_cfg.get(task) or {})
@@ -255,9 +286,14 @@ class Plan:
 
     def report_plan(self) -> dict:
         reg = benchmark_registry()
+        from .sweep import grid_points
+
         return {
             "experiment": self.experiment,
+            "seeds": self.seeds,
             "methods": list(self.methods),
+            "sweep": grid_points(self.cfg.get("sweep")),
+            "lr_rule": (self.cfg.get("sweep") or {}).get("lr_rule"),
             "sequence": self.sequence,
             "stage_targets": {t: target_of(t) for t in self.sequence},
             "target": self.target,

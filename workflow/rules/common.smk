@@ -1,10 +1,12 @@
 import json
+import re
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from lmmcl.config import ConfigError, Plan, dumps
+from lmmcl.layout import Layout
 
 # Shapes and types first (fills schema defaults), then the names a schema cannot check.
 validate(config, schema="../schemas/config.schema.yaml")
@@ -14,14 +16,17 @@ except ConfigError as e:
     sys.exit(f"Config error: {e}")
 
 EXP = PLAN.experiment
-RES = f"results/{EXP}"
+LAYOUT = Layout(EXP)
+RES = LAYOUT.exp
+SEEDS = PLAN.seeds
 DATA = config["data"]["root"]
 SYN = config["data"]["synthetic"]
 BENCHMARKS = PLAN.benchmarks
 RESOURCES = config["resources"]
 
 wildcard_constraints:
-    method="|".join(PLAN.methods),
+    method="|".join(map(re.escape, PLAN.methods)),
+    seed="|".join(map(str, SEEDS)),
     k=r"\d+",
     task=r"[A-Za-z0-9_]+",
     benchmark=r"[A-Za-z0-9_]+",
@@ -32,20 +37,14 @@ def methods_regex(merged: bool) -> str:
     from lmmcl.train.methods import MERGE_KINDS
 
     names = [m for m in PLAN.methods if (PLAN.method_kind(m) in MERGE_KINDS) == merged]
-    return "|".join(names) if names else "(?!)"
-
-
-def stage_dir(method, k, task):
-    return f"{RES}/{method}/stage{k}_{task}"
+    return "|".join(map(re.escape, names)) if names else "(?!)"
 
 
 def parent_manifest(wildcards):
-    """Stage k starts from stage k-1 of the same method; stage 1 from the base."""
+    """Stage k starts from stage k-1 of the same method and seed; stage 1 from the seed's base."""
     k = int(wildcards.k)
     PLAN.stage(wildcards.method, k, wildcards.task)  # raises for a stage not in the sequence
-    if k == 1:
-        return f"{RES}/base/manifest.json"
-    return f"{stage_dir(wildcards.method, k - 1, PLAN.sequence[k - 2])}/manifest.json"
+    return LAYOUT.stage_manifest(wildcards.seed, wildcards.method, k - 1, PLAN.sequence[k - 2] if k > 1 else "")
 
 
 def train_split(dataset):
@@ -61,10 +60,12 @@ def eval_outputs(checkpoint_dir):
 
 
 def all_eval_files():
-    files = eval_outputs(f"{RES}/evals/base")
-    for m in PLAN.methods:
-        for s in PLAN.stages(m):
-            files += eval_outputs(f"{RES}/evals/{m}/{s.name}")
+    files = []
+    for seed in SEEDS:
+        files += eval_outputs(LAYOUT.eval_dir(seed, None, 0, None))
+        for m in PLAN.methods:
+            for s in PLAN.stages(m):
+                files += eval_outputs(LAYOUT.eval_dir(seed, m, s.k, s.task))
     return files
 
 

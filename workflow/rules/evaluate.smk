@@ -21,18 +21,18 @@ EVAL_CMD = (
 
 rule evaluate_base:
     input:
-        manifest=f"{RES}/base/manifest.json",
+        manifest=LAYOUT.base_manifest("{seed}"),
         data=[test_split(b) for b in PLAN.local_benchmarks],
     output:
-        eval_outputs(f"{RES}/evals/base"),
+        eval_outputs(LAYOUT.eval_dir("{seed}", None, 0, None)),
     params:
         **EVAL_PARAMS,
-        out_dir=f"{RES}/evals/base",
+        out_dir=lambda w: LAYOUT.eval_dir(w.seed, None, 0, None),
     threads: RESOURCES["eval_threads"]
     resources:
         gpu=RESOURCES["gpus"],
     log:
-        f"{RES}/logs/evals/base.log",
+        LAYOUT.log("{seed}", "evals", "base"),
     shell:
         "{EVAL_CMD} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
         "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} {params.clock} "
@@ -41,19 +41,25 @@ rule evaluate_base:
 
 rule evaluate_stage:
     input:
-        manifest=f"{RES}/{{method}}/stage{{k}}_{{task}}/manifest.json",
+        manifest=LAYOUT.stage_manifest("{seed}", "{method}", "{k}", "{task}"),
         data=[test_split(b) for b in PLAN.local_benchmarks],
     output:
-        eval_outputs(f"{RES}/evals/{{method}}/stage{{k}}_{{task}}"),
+        eval_outputs(LAYOUT.eval_dir("{seed}", "{method}", "{k}", "{task}")),
     params:
         **EVAL_PARAMS,
-        out_dir=lambda w: f"{RES}/evals/{w.method}/stage{w.k}_{w.task}",
+        out_dir=lambda w: LAYOUT.eval_dir(w.seed, w.method, w.k, w.task),
     threads: RESOURCES["eval_threads"]
     resources:
         gpu=RESOURCES["gpus"],
     log:
-        f"{RES}/logs/evals/{{method}}/stage{{k}}_{{task}}.log",
+        LAYOUT.log("{seed}", "evals", "{method}", "stage{k}_{task}"),
     shell:
         "{EVAL_CMD} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
         "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} {params.clock} "
         "{params.batch} --threads {threads} > {log} 2>&1"
+
+
+rule evaluate_bases:
+    """Target rule: the base evaluation of every run seed (`snakemake evaluate_bases`)."""
+    input:
+        [eval_outputs(LAYOUT.eval_dir(seed, None, 0, None)) for seed in SEEDS],

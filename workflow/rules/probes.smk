@@ -3,6 +3,9 @@
 # `probes` target is empty and the default target (`tables`) does not depend on any of this.
 
 PROBES = config.get("probes") or {}
+PROBE_SEED = PROBES.get("seed", SEEDS[0])  # the run whose checkpoints are probed
+if PROBE_SEED not in SEEDS:
+    sys.exit(f"Config error: probes.seed: {PROBE_SEED!r} is not one of the run seeds {SEEDS}")
 
 
 def _probe_dataset(key):
@@ -29,7 +32,7 @@ def probe_checkpoints():
     for t in stages:
         if t not in PLAN.sequence:
             sys.exit(f"Config error: probes.stages: {t!r} is not a task of the sequence {PLAN.sequence}")
-    return {f"{m}/{s.name}": f"{stage_dir(m, s.k, s.task)}/manifest.json"
+    return {f"{m}/{s.name}": LAYOUT.stage_manifest(PROBE_SEED, m, s.k, s.task)
             for m in methods for s in PLAN.stages(m) if s.task in stages}
 
 
@@ -37,13 +40,13 @@ def _labelled(checkpoints):
     return " ".join(f"{label}={path}" for label, path in checkpoints.items())
 
 
-PROBE_OUT = f"{RES}/probes"
+PROBE_OUT = LAYOUT.probes
 
 
 rule probe_numbers:
     """Number-token mass / max probability per generated step, counting vs. held-out prompts."""
     input:
-        base=f"{RES}/base/manifest.json",
+        base=LAYOUT.base_manifest(PROBE_SEED),
         checkpoints=lambda w: list(probe_checkpoints().values()),
         target=test_split(_probe_dataset("target_data")),
         heldout=test_split(_probe_dataset("held_out_data")),
@@ -59,7 +62,7 @@ rule probe_numbers:
     resources:
         gpu=RESOURCES["gpus"],
     log:
-        f"{RES}/logs/probes/numbers.log",
+        LAYOUT.log(PROBE_SEED, "probes", "numbers"),
     shell:
         "OMP_NUM_THREADS={threads} lmmcl probe-numbers --base {input.base} --checkpoints {params.checkpoints} "
         "--target {input.target} --heldout {input.heldout} --n {params.n} "
@@ -70,7 +73,7 @@ rule probe_numbers:
 rule probe_layers:
     """Per decoder layer: ||W_t h_t - W_b h_b|| of attention / MLP outputs on the answer tokens."""
     input:
-        base=f"{RES}/base/manifest.json",
+        base=LAYOUT.base_manifest(PROBE_SEED),
         checkpoints=lambda w: list(probe_checkpoints().values()),
         data=test_split(_probe_dataset("layer_data")),
     output:
@@ -84,7 +87,7 @@ rule probe_layers:
     resources:
         gpu=RESOURCES["gpus"],
     log:
-        f"{RES}/logs/probes/layers.log",
+        LAYOUT.log(PROBE_SEED, "probes", "layers"),
     shell:
         "OMP_NUM_THREADS={threads} lmmcl probe-layers --base {input.base} --checkpoints {params.checkpoints} "
         "--data {input.data} --n {params.n} --device {params.device} "

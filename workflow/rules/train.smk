@@ -14,19 +14,18 @@ rule build_base:
     input:
         data=base_data,
     output:
-        f"{RES}/base/manifest.json",
+        LAYOUT.base_manifest("{seed}"),
     params:
         model=dumps(config["model"]),
         hparams=dumps(config["model"].get("base_training", {}).get("hparams", {})),
-        seed=config["seed"],
     threads: RESOURCES["train_threads"]
     resources:
         gpu=RESOURCES["gpus"],
     log:
-        f"{RES}/logs/base.log",
+        LAYOUT.log("{seed}", "base"),
     shell:
         "lmmcl build-base --experiment {EXP} --model {params.model:q} --hparams {params.hparams:q} "
-        "--data {input.data} --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
+        "--data {input.data} --seed {wildcards.seed} --threads {threads} --out {output} > {log} 2>&1"
 
 
 def _deepspeed_arg():
@@ -59,19 +58,19 @@ rule train_stage:
         parent=parent_manifest,
         data=lambda w: train_split(w.task),
     output:
-        f"{RES}/{{method}}/stage{{k}}_{{task}}/manifest.json",
+        LAYOUT.stage_manifest("{seed}", "{method}", "{k}", "{task}"),
     wildcard_constraints:
         method=methods_regex(merged=False),  # WiSE-FT stages: train_stage_finetuned + merge_stage
     params:
         recipe=lambda w: PLAN.recipe(w.method),
         recipes=dumps(config.get("recipes") or {}),
-        hparams=lambda w: dumps(PLAN.hparams(w.method, w.task)),
+        hparams=lambda w: dumps(PLAN.hparams(w.method, w.task, w.seed)),
         method_spec=lambda w: dumps(PLAN.method_spec(w.method)),
     threads: RESOURCES["train_threads"]
     resources:
         gpu=RESOURCES["gpus"],
     log:
-        f"{RES}/logs/{{method}}/stage{{k}}_{{task}}.log",
+        LAYOUT.log("{seed}", "{method}", "stage{k}_{task}"),
     shell:
         TRAIN_LAUNCH + " train-stage --parent {input.parent} --data {input.data} --method {wildcards.method} "
         "--recipe {params.recipe} --recipes {params.recipes:q} --hparams {params.hparams:q} "
@@ -84,27 +83,27 @@ rule train_stage:
 # evaluation, the next stage and the tables see the merged model with no special case.
 use rule train_stage as train_stage_finetuned with:
     output:
-        f"{RES}/{{method}}/stage{{k}}_{{task}}/finetuned/manifest.json",
+        f"{LAYOUT.stage_dir('{seed}', '{method}', '{k}', '{task}')}/finetuned/manifest.json",
     wildcard_constraints:
         method=methods_regex(merged=True),
     log:
-        f"{RES}/logs/{{method}}/stage{{k}}_{{task}}.finetuned.log",
+        LAYOUT.log("{seed}", "{method}", "stage{k}_{task}.finetuned"),
 
 
 rule merge_stage:
     """WiSE-FT merge of stage k with the previous merged model (stage 1: the base)."""
     input:
         previous=parent_manifest,
-        finetuned=f"{RES}/{{method}}/stage{{k}}_{{task}}/finetuned/manifest.json",
+        finetuned=f"{LAYOUT.stage_dir('{seed}', '{method}', '{k}', '{task}')}/finetuned/manifest.json",
     output:
-        f"{RES}/{{method}}/stage{{k}}_{{task}}/manifest.json",
+        LAYOUT.stage_manifest("{seed}", "{method}", "{k}", "{task}"),
     wildcard_constraints:
         method=methods_regex(merged=True),
     params:
         alpha=lambda w: PLAN.method_spec(w.method)["alpha"],
     threads: RESOURCES["train_threads"]
     log:
-        f"{RES}/logs/{{method}}/stage{{k}}_{{task}}.merge.log",
+        LAYOUT.log("{seed}", "{method}", "stage{k}_{task}.merge"),
     shell:
         "lmmcl merge-stage --previous {input.previous} --finetuned {input.finetuned} "
         "--alpha {params.alpha} --threads {threads} --checkpoint-format {CKPT_FORMAT} --out {output} > {log} 2>&1"

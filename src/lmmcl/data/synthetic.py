@@ -21,6 +21,7 @@ import functools
 import json
 import math
 import random
+import string
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -468,3 +469,21 @@ def render_preview(skill: str, seed: int, path, n: int = 8, image_size: int = 32
     with atomic_path(path) as tmp:  # the temporary file keeps the suffix: PIL picks the format from it
         grid.save(tmp)
     return path
+
+
+@functools.lru_cache(maxsize=1)
+def _vocabulary_texts() -> tuple[str, ...]:
+    texts: list[str] = []
+    for name, spec in SKILLS.items():
+        texts += spec.classes + spec.answers
+        # the question templates with every label they take (a seeded sample covers them all)
+        for rec in generate(name, "vocabulary", 100, 0, image_size=8):  # small: only the texts matter
+            texts += [rec["question"], rec["answer"]]
+    texts += list(string.digits) + list(BIRD_NAMES) + list(string.ascii_uppercase)
+    return tuple(dict.fromkeys(texts))
+
+
+def vocabulary_texts() -> list[str]:
+    """Every question and answer text the skills can produce (the word-level tiny tokenizer's
+    vocabulary is built from these: lmmcl.models.tiny.build_word_tokenizer)."""
+    return list(_vocabulary_texts())

@@ -2,8 +2,10 @@
 
 `LlavaForConditionalGeneration` (CLIP vision tower + Llama LLM) is the same class the real
 LLaVA checkpoints load into, so recipes, training, saving and lmms-eval run the real code path;
-only the sizes are small. The tokenizer is byte-level BPE without merges (one token per byte),
-built in code, so nothing is downloaded. Facts: shared/reference/feasibility_ml.md §2.
+only the sizes are small. The tokenizer is built in code, so nothing is downloaded: by default
+word-level (`build_word_tokenizer`, a vocabulary of the synthetic skills' words, so an answer is one
+or a few tokens and a forgotten skill answers with valid-but-wrong words, as a real LMM does), or
+byte-level BPE without merges (one token per byte, `tokenizer: byte`), which reads any text.
 """
 from __future__ import annotations
 
@@ -45,6 +47,11 @@ class TinySpec:
     image_size: int = 32
     patch_size: int = 8
     max_position_embeddings: int = 512
+    tokenizer: str = "word"  # word | byte (TOKENIZERS)
+
+    def __post_init__(self):
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"model.tiny.tokenizer: unknown tokenizer {self.tokenizer!r}; allowed: {sorted(TOKENIZERS)}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "TinySpec":
@@ -79,7 +86,52 @@ def build_byte_tokenizer(specials: list[str], *, bos: str | None, eos: str, pad:
     return tok
 
 
-def build_tokenizer():
+# Word-level pieces: a word with its leading space, one digit (numbers split into digits, as in
+# Llama-3's and Qwen2's tokenizers), one punctuation mark (each with its leading space), or one
+# whitespace character. Decoding concatenates the pieces (`Fuse`), so a decoded answer is
+# byte-for-byte the trained text ("05:30", "There are 3 squares in this image.").
+WORD_PIECES = r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
+
+
+def word_vocabulary(texts) -> list[str]:
+    """Sorted pieces of `texts` (each also with a leading space: answers follow "ASSISTANT:")."""
+    import re
+
+    pieces: set[str] = set()
+    for text in texts:
+        pieces.update(re.findall(WORD_PIECES, text))
+        pieces.update(re.findall(WORD_PIECES, " " + text))
+    return sorted(pieces)
+
+
+def build_word_tokenizer(texts=None):
+    """A word-level tokenizer (`tokenizers` WordLevel behind a PreTrainedTokenizerFast) whose
+    vocabulary is the special tokens plus the pieces of `texts` (default: every text the synthetic
+    skills and the chat template can produce, `lmmcl.data.synthetic.vocabulary_texts`). A piece
+    outside the vocabulary becomes `<unk>`."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    if texts is None:
+        from ..data.synthetic import vocabulary_texts
+
+        texts = vocabulary_texts() + ["USER: ", "ASSISTANT: "]
+    vocab = {s: i for i, s in enumerate(SPECIAL_TOKENS)}
+    for piece in word_vocabulary(texts):
+        vocab.setdefault(piece, len(vocab))
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PIECES), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    tk.add_special_tokens([IMAGE_TOKEN, "<video>"])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+        clean_up_tokenization_spaces=False,
+        extra_special_tokens={"image_token": IMAGE_TOKEN, "video_token": "<video>"})
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def build_byte_tokenizer_tiny():
     return build_byte_tokenizer(
         SPECIAL_TOKENS, bos="<s>", eos="</s>", unk="<unk>", pad="<pad>",
         extra_special_tokens={"image_token": IMAGE_TOKEN, "video_token": "<video>"},
@@ -87,11 +139,20 @@ def build_tokenizer():
     )
 
 
+TOKENIZERS = {"word": build_word_tokenizer, "byte": build_byte_tokenizer_tiny}
+
+
+def build_tokenizer(kind: str = "word"):
+    if kind not in TOKENIZERS:
+        raise ValueError(f"unknown tiny tokenizer {kind!r}; allowed: {sorted(TOKENIZERS)}")
+    return TOKENIZERS[kind]()
+
+
 def build_processor(spec: TinySpec, tokenizer=None):
     from transformers import LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    tokenizer = tokenizer or build_tokenizer()
+    tokenizer = tokenizer or build_tokenizer(spec.tokenizer)
     image_processor = CLIPImageProcessorPil(  # PIL backend: torchvision is not installed
         size={"shortest_edge": spec.image_size},
         crop_size={"height": spec.image_size, "width": spec.image_size},
@@ -111,7 +172,7 @@ def build_tiny_llava(spec: TinySpec, seed: int = 0):
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(spec.tokenizer)
     processor = build_processor(spec, tokenizer)
     ids = dict(
         bos_token_id=tokenizer.bos_token_id,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import metrics
-from .aggregate import PLAN_FILE, SCORE_COLUMNS, normalize_plan, r_matrix
+from .aggregate import PLAN_FILE, SCORE_COLUMNS, normalize_plan, summary_table
 from .tables import atomic_write_csv, atomic_write_text, latex_table, markdown_table
 
 __all__ = ["ACROSS_COLUMNS", "load_experiment", "across_table", "across_outputs", "write_across"]
@@ -32,7 +32,7 @@ ACROSS_COLUMNS = ["stages", *metrics.SUMMARY_SCALARS, "n_missing"]
 
 
 def _model_name(exp_dir: Path) -> str:
-    f = exp_dir / "base" / "manifest.json"
+    f = next(iter(sorted(exp_dir.glob("seed*/base/manifest.json"))), exp_dir / "base" / "manifest.json")
     if not f.is_file():
         return "n/a"
     try:
@@ -72,6 +72,8 @@ def load_experiment(exp_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict, boo
     if not f.is_file():
         raise FileNotFoundError(f"{f} not found: run `lmmcl report` (rule aggregate) for {exp_dir} first")
     scores = pd.read_csv(f, dtype={"method": str, "task": str, "benchmark": str, "metric": str})
+    if list(scores.columns) == SCORE_COLUMNS[1:]:  # written before runs had seeds: one run, seed 0
+        scores.insert(0, "seed", 0)
     if list(scores.columns) != SCORE_COLUMNS:
         raise ValueError(f"{f}: columns {list(scores.columns)}, expected {SCORE_COLUMNS}")
     scores["score"] = scores["score"].astype(float)
@@ -99,9 +101,9 @@ def across_table(exp_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
         seen[exp] = d
         model = _model_name(d)
         T = len(p["sequence"])
+        summ = summary_table(scores, p)  # per seed, then the mean over seeds
         for m in p["methods"]:
-            R = r_matrix(scores, m)
-            s = metrics.summary(R, p["stage_targets"], p["held_out"])
+            s = summ.loc[m]
             n_missing = int(scores[(scores["method"] == m)]["score"].isna().sum())
             rows.append({
                 "experiment": exp, "method": m, "model": model, "stages": T,

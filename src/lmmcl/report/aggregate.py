@@ -1,17 +1,21 @@
 """Collect per-checkpoint evaluation JSONs into tables, metrics and plots.
 
-Input layout (``results_dir`` is the results *root*, the experiment is a sub-folder)::
+Input layout (``results_dir`` is the results *root*, the experiment is a sub-folder;
+:mod:`lmmcl.layout`), for every run seed s::
 
-    <results_dir>/<experiment>/evals/base/<benchmark>.json                   # stage 0, every method
-    <results_dir>/<experiment>/evals/<method>/stage<k>_<task>/<benchmark>.json  # k = 1..T
+    <results_dir>/<experiment>/seed<s>/evals/base/<benchmark>.json                   # stage 0, every method
+    <results_dir>/<experiment>/seed<s>/evals/<method>/stage<k>_<task>/<benchmark>.json  # k = 1..T
 
 Outputs of :func:`write_report` (see :func:`report_outputs`)::
 
-    <results_dir>/<experiment>/scores.csv
+    <results_dir>/<experiment>/scores.csv              # one row per (seed, method, stage, benchmark)
     <results_dir>/<experiment>/report_plan.json        # the plan (read by lmmcl.report.across)
     <results_dir>/<experiment>/tables/R_<method>.csv / .md / .tex
     <results_dir>/<experiment>/tables/deltas_<method>.csv / .md / .tex   # R[i][b] − R[0][b]
-    <results_dir>/<experiment>/tables/learning_forgetting.csv / .md / .tex
+    <results_dir>/<experiment>/tables/learning_forgetting.csv / .md / .tex   # mean (± std) over seeds
+    <results_dir>/<experiment>/tables/learning_forgetting_seeds.csv          # one row per (method, seed)
+    <results_dir>/<experiment>/tables/pareto.csv / .md  # Learning vs HeldOut_mean, front, sweep lr rule
+    <results_dir>/<experiment>/plots/pareto.png
     <results_dir>/<experiment>/plots/learning_vs_heldout.png
     <results_dir>/<experiment>/plots/heldout_per_stage.png
     <results_dir>/<experiment>/plots/target_per_stage.png
@@ -19,10 +23,14 @@ Outputs of :func:`write_report` (see :func:`report_outputs`)::
 
 The plan is a plain dict::
 
-    {"experiment": str, "methods": [str], "sequence": [task, ...],      # stage 1..T
+    {"experiment": str, "seeds": [int], "methods": [str], "sequence": [task, ...],      # stage 1..T
      "stage_targets": {task: benchmark},   # default: the task name itself
      "target": [...], "held_out": [...], "extra": [...],                  # benchmark groups
-     "chance": {benchmark: float}}                                        # 0-100
+     "chance": {benchmark: float},                                        # 0-100
+     "sweep": {method: {grid key: value}}, "lr_rule": {"min_learning": pp} | None}   # optional
+
+R matrices, tables and plots give the mean over seeds (std where there are several); R and
+deltas of one seed come from :func:`r_matrix` with ``seed=``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import sweep as sweep_rules
+from ..layout import Layout
 from . import metrics
 from .metrics import DEFINITIONS
 from .tables import (
@@ -44,6 +54,7 @@ from .tables import (
     deltas_matrix,
     fmt,
     latex_table,
+    pareto_markdown,
     r_matrix_markdown,
     summary_markdown,
 )
@@ -52,11 +63,13 @@ __all__ = [
     "SCORE_COLUMNS",
     "MISSING_METRIC",
     "normalize_plan",
-    "stage_dir",
     "stage_labels",
     "collect_scores",
     "r_matrix",
     "summary_table",
+    "summary_per_seed",
+    "summary_std",
+    "pareto_table",
     "report_outputs",
     "write_report",
     "format_summary",
@@ -67,7 +80,7 @@ log = logging.getLogger(__name__)
 #: File name of the plan written next to scores.csv (read by :mod:`lmmcl.report.across`).
 PLAN_FILE = "report_plan.json"
 #: Columns of the long score table (scores.csv), in order.
-SCORE_COLUMNS = ["method", "stage", "task", "benchmark", "metric", "score"]
+SCORE_COLUMNS = ["seed", "method", "stage", "task", "benchmark", "metric", "score"]
 #: ``metric`` value of a row whose evaluation JSON does not exist (its score is NaN).
 MISSING_METRIC = "missing"
 BASE_TASK = "base"
@@ -111,8 +124,12 @@ def normalize_plan(plan: Mapping) -> dict:
         str(b) for b in plan.get("extra") or [] if str(b) not in target and str(b) not in held_out
     )
     chance = {str(k): float(v) for k, v in (plan.get("chance") or {}).items() if v is not None}
+    seeds = [int(x) for x in plan.get("seeds") or [0]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"duplicate seeds in plan: {seeds}")
     return {
         "experiment": exp,
+        "seeds": seeds,
         "methods": methods,
         "sequence": seq,
         "stage_targets": stage_targets,
@@ -122,12 +139,9 @@ def normalize_plan(plan: Mapping) -> dict:
         "chance": chance,
         "benchmarks": target + held_out + extra,
         "groups": {"target": target, "held-out": held_out, "extra": extra},
+        "sweep": {str(m): dict(v) for m, v in (plan.get("sweep") or {}).items()},
+        "lr_rule": dict(plan["lr_rule"]) if plan.get("lr_rule") else None,
     }
-
-
-def stage_dir(k: int, task: str) -> str:
-    """Folder name of stage ``k`` (``base`` for 0, else ``stage<k>_<task>``)."""
-    return BASE_TASK if k == 0 else f"stage{k}_{task}"
 
 
 def stage_labels(plan: Mapping) -> list[str]:
@@ -138,6 +152,10 @@ def stage_labels(plan: Mapping) -> list[str]:
 
 def _exp_dir(results_dir: str | os.PathLike, plan: Mapping) -> Path:
     return Path(results_dir) / normalize_plan(plan)["experiment"]
+
+
+def _layout(results_dir: str | os.PathLike, plan: Mapping) -> Layout:
+    return Layout(normalize_plan(plan)["experiment"], root=results_dir)
 
 
 def _read_eval(path: Path, benchmark: str) -> tuple[str, float] | None:
@@ -161,32 +179,33 @@ def _read_eval(path: Path, benchmark: str) -> tuple[str, float] | None:
 
 
 def collect_scores(results_dir: str | os.PathLike, plan: Mapping) -> pd.DataFrame:
-    """Long score table, columns :data:`SCORE_COLUMNS`: one row per (method, stage, benchmark).
+    """Long score table, columns :data:`SCORE_COLUMNS`: one row per (seed, method, stage, benchmark).
 
-    Stage 0 (task ``"base"``, read from ``evals/base``) is repeated for every method so
-    each method's R matrix has its row 0.  A missing JSON gives a row with score NaN and
+    Stage 0 (task ``"base"``, read from the seed's ``evals/base``) is repeated for every method
+    so each method's R matrix has its row 0.  A missing JSON gives a row with score NaN and
     metric ``"missing"``; a ``null`` score gives NaN with the JSON's metric.  The list of
-    missing files is in ``df.attrs["missing"]``.  Rows are ordered method → stage →
+    missing files is in ``df.attrs["missing"]``.  Rows are ordered seed → method → stage →
     benchmark (target, held-out, extra).  A corrupt JSON, or one for another benchmark,
     raises ``ValueError``.
     """
     p = normalize_plan(plan)
-    evals = _exp_dir(results_dir, p) / "evals"
-    cache: dict[Path, tuple[str, float] | None] = {}
+    layout = _layout(results_dir, p)
+    cache: dict[str, tuple[str, float] | None] = {}
     rows, missing = [], []
-    for m in p["methods"]:
-        for k, task in enumerate([BASE_TASK] + p["sequence"]):
-            folder = evals / BASE_TASK if k == 0 else evals / m / stage_dir(k, task)
-            for b in p["benchmarks"]:
-                f = folder / f"{b}.json"
-                if f not in cache:
-                    cache[f] = _read_eval(f, b)
-                    if cache[f] is None:
-                        missing.append(str(f))
-                got = cache[f]
-                metric, score = (MISSING_METRIC, float("nan")) if got is None else got
-                rows.append((m, k, task, b, metric, score))
+    for seed in p["seeds"]:
+        for m in p["methods"]:
+            for k, task in enumerate([BASE_TASK] + p["sequence"]):
+                for b in p["benchmarks"]:
+                    f = layout.eval_file(seed, m, k, task, b)
+                    if f not in cache:
+                        cache[f] = _read_eval(Path(f), b)
+                        if cache[f] is None:
+                            missing.append(f)
+                    got = cache[f]
+                    metric, score = (MISSING_METRIC, float("nan")) if got is None else got
+                    rows.append((seed, m, k, task, b, metric, score))
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    df["seed"] = df["seed"].astype(int)
     df["stage"] = df["stage"].astype(int)
     df["score"] = df["score"].astype(float)
     df.attrs["missing"] = missing
@@ -195,18 +214,21 @@ def collect_scores(results_dir: str | os.PathLike, plan: Mapping) -> pd.DataFram
     return df
 
 
-def r_matrix(scores: pd.DataFrame, method: str) -> pd.DataFrame:
+def r_matrix(scores: pd.DataFrame, method: str, seed: int | None = None) -> pd.DataFrame:
     """R matrix of one method: index = stage 0..T (int, named ``stage``), columns = benchmarks.
 
-    Columns keep the order of ``scores`` (target, held-out, extra for
-    :func:`collect_scores` output); values are floats, NaN = missing.  Use
-    :func:`stage_labels` for the human-readable row names.
+    ``seed``: that run only; None: the mean over the seeds in ``scores`` (a cell missing in
+    one seed is the mean of the others; NaN only where every seed misses it).  Columns keep
+    the order of ``scores`` (target, held-out, extra for :func:`collect_scores` output);
+    values are floats, NaN = missing.  Use :func:`stage_labels` for the row names.
     """
     sub = scores[scores["method"] == method]
+    if seed is not None and "seed" in sub:
+        sub = sub[sub["seed"] == seed]
     if sub.empty:
-        raise KeyError(f"no scores for method {method!r}")
+        raise KeyError(f"no scores for method {method!r}" + (f" and seed {seed}" if seed is not None else ""))
     order = _dedup(sub["benchmark"])
-    R = sub.pivot(index="stage", columns="benchmark", values="score")
+    R = sub.pivot_table(index="stage", columns="benchmark", values="score", aggfunc="mean", dropna=False)
     R = R.reindex(columns=order).sort_index().astype(float)
     R.index = R.index.astype(int)
     R.index.name = "stage"
@@ -214,18 +236,59 @@ def r_matrix(scores: pd.DataFrame, method: str) -> pd.DataFrame:
     return R
 
 
-def summary_table(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
-    """Learning/forgetting metrics, one row per method (index ``method``), columns
+def _seeds_in(scores: pd.DataFrame, p: Mapping) -> list[int]:
+    return sorted(scores["seed"].unique().tolist()) if "seed" in scores else [p["seeds"][0]]
+
+
+def summary_per_seed(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
+    """Learning/forgetting metrics of every run: index (``method``, ``seed``), columns
     :func:`lmmcl.report.metrics.summary_columns` (Learning_1..T, Learning, HeldOut_1..T,
-    HeldOut_final, HeldOut_mean, BWT, MaxForgetting)."""
+    HeldOut_final, HeldOut_mean, BWT, MaxForgetting), each computed on that seed's R matrix."""
     p = normalize_plan(plan)
     T = len(p["sequence"])
     rows = {}
     for m in p["methods"]:
-        R = r_matrix(scores, m)
-        rows[m] = metrics.summary(R, p["stage_targets"], p["held_out"])
+        for seed in _seeds_in(scores, p):
+            R = r_matrix(scores, m, seed=seed if "seed" in scores else None)
+            rows[(m, seed)] = metrics.summary(R, p["stage_targets"], p["held_out"])
     df = pd.DataFrame.from_dict(rows, orient="index", columns=metrics.summary_columns(T)).astype(float)
-    df.index.name = "method"
+    df.index = pd.MultiIndex.from_tuples(df.index, names=["method", "seed"])
+    return df
+
+
+def summary_table(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
+    """The mean over seeds of :func:`summary_per_seed`: one row per method (index ``method``)."""
+    p = normalize_plan(plan)
+    df = summary_per_seed(scores, p).groupby(level="method", sort=False).mean()
+    return df.reindex(p["methods"]).rename_axis("method")
+
+
+def summary_std(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
+    """The standard deviation over seeds (ddof 1) of :func:`summary_per_seed`; NaN with one seed."""
+    p = normalize_plan(plan)
+    df = summary_per_seed(scores, p).groupby(level="method", sort=False).std(ddof=1)
+    return df.reindex(p["methods"]).rename_axis("method")
+
+
+def pareto_table(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
+    """One row per method: mean ± std over seeds of Learning and HeldOut_mean, whether it is on
+    the Pareto front (no method learns at least as much and forgets at most as much, better on
+    one), and for a sweep with an `lr_rule` the rule's verdict (lmmcl.sweep.pick_lrs)."""
+    p = normalize_plan(plan)
+    mean, std = summary_table(scores, p), summary_std(scores, p)
+    seeds = summary_per_seed(scores, p)["Learning"].groupby(level="method", sort=False).count()
+    df = pd.DataFrame({
+        "Learning": mean["Learning"], "Learning_std": std["Learning"],
+        "HeldOut_mean": mean["HeldOut_mean"], "HeldOut_mean_std": std["HeldOut_mean"],
+        "seeds": seeds.reindex(mean.index).astype(int),
+    })
+    front = sweep_rules.pareto_front({m: (r.Learning, r.HeldOut_mean) for m, r in df.iterrows()})
+    df["pareto"] = [m in front for m in df.index]
+    for key in sorted({k for point in p["sweep"].values() for k in point}):
+        df[key] = [p["sweep"].get(m, {}).get(key) for m in df.index]
+    if p["lr_rule"] and p["sweep"]:
+        verdict = sweep_rules.pick_lrs(p["sweep"], df["Learning"].to_dict(), float(p["lr_rule"]["min_learning"]))
+        df["lr_rule"] = [verdict.get(m, "") for m in df.index]
     return df
 
 
@@ -249,10 +312,13 @@ def report_outputs(results_dir: str | os.PathLike, plan: Mapping) -> dict[str, l
         tables += [exp / "tables" / f"R_{m}.{ext}" for ext in ("csv", "md", "tex")]
         tables += [exp / "tables" / f"deltas_{m}.{ext}" for ext in ("csv", "md", "tex")]
     tables += [exp / "tables" / f"learning_forgetting.{ext}" for ext in ("csv", "md", "tex")]
+    tables += [exp / "tables" / "learning_forgetting_seeds.csv"]
+    tables += [exp / "tables" / f"pareto.{ext}" for ext in ("csv", "md")]
     plots = [
         exp / "plots" / "learning_vs_heldout.png",
         exp / "plots" / "heldout_per_stage.png",
         exp / "plots" / "target_per_stage.png",
+        exp / "plots" / "pareto.png",
     ]
     plots += [exp / "plots" / f"R_heatmap_{m}.png" for m in p["methods"]]
     return {"scores": [exp / "scores.csv", exp / PLAN_FILE], "tables": tables, "plots": plots}
@@ -318,12 +384,15 @@ def write_report(results_dir: str | os.PathLike, plan: Mapping) -> dict[str, lis
             stage_targets=p["stage_targets"], groups=p["groups"],
         ))
 
-    summ = summary_table(scores, p)
-    written["tables"].append(atomic_write_csv(summ.round(4), tdir / "learning_forgetting.csv"))
+    summ, std = summary_table(scores, p), summary_std(scores, p)
+    both = pd.concat([summ, std.add_suffix("_std")], axis=1)
+    both["seeds"] = len(p["seeds"])
+    written["tables"].append(atomic_write_csv(both.round(4), tdir / "learning_forgetting.csv"))
     md = summary_markdown(
         summ, experiment=p["experiment"], sequence=p["sequence"], stage_targets=p["stage_targets"],
         held_out=p["held_out"], chance=p["chance"], metric_names=_metric_names(scores),
         n_missing=len(scores.attrs.get("missing", [])), n_total=_n_eval_files(scores),
+        std_df=std, seeds=p["seeds"],
     )
     written["tables"].append(atomic_write_text(tdir / "learning_forgetting.md", md))
     written["tables"].append(atomic_write_text(tdir / "learning_forgetting.tex", latex_table(
@@ -336,10 +405,18 @@ def write_report(results_dir: str | os.PathLike, plan: Mapping) -> dict[str, lis
         + list(DEFINITIONS.values()),
     )))
 
-    pl = dict(zip(["lvh", "held", "target"], out["plots"]))
-    written["plots"].append(plots.plot_learning_vs_heldout(summ, pl["lvh"]))
+    written["tables"].append(atomic_write_csv(summary_per_seed(scores, p).round(4),
+                                              tdir / "learning_forgetting_seeds.csv"))
+    pareto = pareto_table(scores, p)
+    written["tables"].append(atomic_write_csv(pareto.round(4), tdir / "pareto.csv"))
+    written["tables"].append(atomic_write_text(tdir / "pareto.md", pareto_markdown(
+        pareto, experiment=p["experiment"], seeds=p["seeds"], lr_rule=p["lr_rule"])))
+
+    pl = dict(zip(["lvh", "held", "target", "pareto"], out["plots"]))
+    written["plots"].append(plots.plot_learning_vs_heldout(summ, pl["lvh"], std_df=std))
     written["plots"].append(plots.plot_heldout_per_stage(scores, p, pl["held"]))
     written["plots"].append(plots.plot_target_per_stage(scores, p, pl["target"]))
+    written["plots"].append(plots.plot_pareto(pareto, summary_per_seed(scores, p), pl["pareto"]))
     written["plots"] += heatmaps
     return written
 

@@ -29,6 +29,7 @@ __all__ = [
     "plot_heldout_per_stage",
     "plot_target_per_stage",
     "plot_r_heatmap",
+    "plot_pareto",
 ]
 
 DPI = 120
@@ -74,12 +75,14 @@ def plot_learning_vs_heldout(
     x: str = "Learning",
     y: str = "HeldOut_mean",
     title: str | None = None,
+    std_df: pd.DataFrame | None = None,
 ) -> Path:
     """Scatter of mean target gain (x, pp) vs. mean held-out change (y, pp), one point per method.
 
     ``summary_df``: index = method, columns include ``x`` and ``y`` (see
-    :func:`lmmcl.report.aggregate.summary_table`).  Methods with a NaN coordinate are
-    listed in the lower corner instead of plotted.
+    :func:`lmmcl.report.aggregate.summary_table`); ``std_df`` (same shape, std over seeds)
+    adds error bars.  Methods with a NaN coordinate are listed in the lower corner instead
+    of plotted.
     """
     methods = [str(m) for m in summary_df.index]
     colors = method_colors(methods)
@@ -97,6 +100,7 @@ def plot_learning_vs_heldout(
         xs.append(xv)
         ys.append(yv)
         ax.scatter([xv], [yv], s=90, color=colors[m], edgecolor="black", lw=0.6, zorder=3, label=m)
+        _error_bars(ax, std_df, m, x, y, xv, yv, colors[m])
         ax.annotate(m, (xv, yv), xytext=(7, 6), textcoords="offset points", fontsize=10, zorder=4)
     if xs:
         # symmetric-ish padding so annotations stay inside and the zero line is visible
@@ -120,13 +124,69 @@ def plot_learning_vs_heldout(
     return _save(fig, path)
 
 
+def _seed_std(values) -> float:
+    """Sample std (ddof 1) of the finite values; NaN (no error bar) with fewer than two."""
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+
+
+def _error_bars(ax, std_df, m, x, y, xv, yv, color) -> None:
+    if std_df is None or m not in std_df.index:
+        return
+    xe, ye = float(std_df.at[m, x]), float(std_df.at[m, y])
+    if np.isnan(xe) and np.isnan(ye):
+        return
+    ax.errorbar([xv], [yv], xerr=None if np.isnan(xe) else [xe], yerr=None if np.isnan(ye) else [ye],
+                fmt="none", ecolor=color, elinewidth=1.4, capsize=4, zorder=2)
+
+
+def plot_pareto(pareto: pd.DataFrame, per_seed: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Learning (x) vs HeldOut_mean (y) of every run: small dots = one seed, big markers with error
+    bars = mean ± std over seeds per method, the Pareto front joined by a line (table: pareto.md)."""
+    methods = [str(m) for m in pareto.index]
+    colors = method_colors(methods)
+    fig = _new_figure(7.5 if len(methods) <= 10 else 9.5, 5.6)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axhline(0, color="0.3", lw=1, ls="--", zorder=1)
+    for m in methods:
+        runs = per_seed.xs(m, level="method") if m in per_seed.index.get_level_values("method") else None
+        if runs is not None and len(runs) > 1:
+            ax.scatter(runs["Learning"], runs["HeldOut_mean"], s=14, color=colors[m], alpha=0.5, zorder=2)
+        xv, yv = float(pareto.at[m, "Learning"]), float(pareto.at[m, "HeldOut_mean"])
+        if np.isnan(xv) or np.isnan(yv):
+            continue
+        on_front = bool(pareto.at[m, "pareto"])
+        ax.scatter([xv], [yv], s=110 if on_front else 70, marker="*" if on_front else "o", color=colors[m],
+                   edgecolor="black", lw=0.6, zorder=4, label=m)
+        _error_bars(ax, pareto.rename(columns={"Learning_std": "_x", "HeldOut_mean_std": "_y"}), m, "_x", "_y",
+                    xv, yv, colors[m])
+        if len(methods) <= 16:
+            ax.annotate(m, (xv, yv), xytext=(6, 5), textcoords="offset points", fontsize=8, zorder=5)
+    front = pareto[pareto["pareto"]].sort_values("Learning")
+    if len(front) > 1:
+        ax.plot(front["Learning"], front["HeldOut_mean"], color="black", lw=1, ls=":", zorder=3, label="Pareto front")
+    if not len(front):
+        _no_data(ax, "no method has both metrics")
+    ax.set_xlabel("Learning: mean target gain [pp]")
+    ax.set_ylabel("HeldOut_mean: mean held-out change [pp]")
+    ax.set_title("Learning vs. forgetting across runs (★ = Pareto front; dots = single seeds)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------- per-stage plots
 def _plan_and_matrices(scores: pd.DataFrame, plan: Mapping):
+    """(plan, {method: mean R}, {method: [R of each seed]})."""
     from .aggregate import normalize_plan, r_matrix  # lazy: aggregate imports this module
 
     p = normalize_plan(plan)
-    mats = {m: r_matrix(scores, m).reindex(index=range(len(p["sequence"]) + 1)) for m in p["methods"]}
-    return p, mats
+    rows = range(len(p["sequence"]) + 1)
+    mats = {m: r_matrix(scores, m).reindex(index=rows) for m in p["methods"]}
+    seeds = sorted(scores["seed"].unique()) if "seed" in scores else []
+    per_seed = {m: [r_matrix(scores, m, seed=s).reindex(index=rows) for s in seeds] if len(seeds) > 1 else []
+                for m in p["methods"]}
+    return p, mats, per_seed
 
 
 def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.PathLike) -> Path:
@@ -137,7 +197,7 @@ def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.P
     missing).  The base model's value is drawn as a dashed horizontal line, the mean
     chance level of the held-out set (if known) as a dotted one.
     """
-    p, mats = _plan_and_matrices(scores, plan)
+    p, mats, per_seed = _plan_and_matrices(scores, plan)
     seq, H, T = p["sequence"], p["held_out"], len(p["sequence"])
     colors = method_colors(p["methods"])
     fig = _new_figure(max(7.5, 1.25 * (T + 1) + 3.5), 5.0)
@@ -153,6 +213,11 @@ def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.P
             base_vals.append(vals[0])
             all_vals += [v for v in vals if not np.isnan(v)]
             ax.plot(xs, vals, marker="o", lw=2, ms=6, color=colors[m], label=m, zorder=3)
+            if per_seed[m]:  # std over seeds of each seed's held-out average
+                curves = np.array([[nanmean(Rs.reindex(columns=H).loc[i].to_numpy()) for i in range(T + 1)]
+                                   for Rs in per_seed[m]])
+                ax.errorbar(xs, vals, yerr=[_seed_std(c) for c in curves.T], fmt="none", ecolor=colors[m],
+                            elinewidth=1.2, capsize=3, zorder=2)
         base = nanmean(base_vals)
         if not np.isnan(base):
             ax.axhline(base, color="black", ls="--", lw=1.2, zorder=2, label=f"base model ({base:.1f}%)")
@@ -184,7 +249,7 @@ def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.Pa
     with the base model's score R[0][t_i] (black dashed segment) and the chance level
     (grey dotted segment) across each group.  Missing cells are labelled ``n/a``.
     """
-    p, mats = _plan_and_matrices(scores, plan)
+    p, mats, per_seed = _plan_and_matrices(scores, plan)
     seq, targets, T = p["sequence"], p["stage_targets"], len(p["sequence"])
     methods = p["methods"]
     colors = method_colors(methods)
@@ -202,7 +267,10 @@ def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.Pa
             if np.isnan(v):
                 ax.text(xk, 1, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, color="0.4")
                 continue
-            ax.bar(xk, v, width=width * 0.92, color=colors[m], edgecolor="black", lw=0.4, zorder=3)
+            err = (_seed_std([float(Rs.at[stage, tgt]) for Rs in per_seed[m]])
+                   if per_seed[m] and tgt in mats[m].columns else None)
+            ax.bar(xk, v, width=width * 0.92, color=colors[m], edgecolor="black", lw=0.4, zorder=3,
+                   yerr=err, ecolor="black", capsize=2, error_kw={"elinewidth": 0.8})
             if n * T <= 40:
                 ax.text(xk, v + 0.8, f"{v:.0f}", ha="center", va="bottom", fontsize=7, zorder=4)
         base_v = nanmean(

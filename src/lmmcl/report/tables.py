@@ -173,11 +173,14 @@ def summary_markdown(
     metric_names: Mapping[str, str] | None = None,
     n_missing: int = 0,
     n_total: int | None = None,
+    std_df: pd.DataFrame | None = None,
+    seeds: Sequence[int] = (0,),
 ) -> str:
     """Markdown of the learning/forgetting table with its header block.
 
     The header names every definition (``DEFINITIONS``), the target benchmark of each
-    stage (with its metric and chance level), and the held-out set.
+    stage (with its metric and chance level), and the held-out set. With several ``seeds``,
+    ``summary_df`` is the mean over them and each cell reads ``mean ± std`` (``std_df``).
     """
     metric_names = metric_names or {}
     lines = [
@@ -208,8 +211,47 @@ def summary_markdown(
     if n_missing:
         of = f" of {n_total}" if n_total is not None else ""
         lines += [f"Missing evaluations: {n_missing}{of} (see scores.csv, metric = `missing`).", ""]
-    lines += ["## Results (pp)", ""]
-    lines.append(markdown_table(summary_df, index_label="method", signed=True))
+    if len(seeds) > 1:
+        lines += [f"## Results (pp, mean ± std over {len(seeds)} seeds: {', '.join(map(str, seeds))})", ""]
+        lines.append(markdown_table(mean_pm_std(summary_df, std_df), index_label="method"))
+    else:
+        lines += [f"## Results (pp, seed {seeds[0]})", ""]
+        lines.append(markdown_table(summary_df, index_label="method", signed=True))
+    return "\n".join(lines)
+
+
+def mean_pm_std(mean: pd.DataFrame, std: pd.DataFrame | None, decimals: int = 1) -> pd.DataFrame:
+    """Cells `+12.3 ± 4.5` (signed mean; `± std` left out where the std is NaN)."""
+    out = pd.DataFrame(index=mean.index, columns=mean.columns, dtype=object)
+    for col in mean.columns:
+        for idx in mean.index:
+            m = fmt(mean.at[idx, col], decimals, signed=True)
+            sd = None if std is None else std.at[idx, col]
+            out.at[idx, col] = m if m == NA or _is_missing(sd) else f"{m} ± {fmt(sd, decimals)}"
+    return out
+
+
+def pareto_markdown(pareto: pd.DataFrame, *, experiment: str, seeds: Sequence[int],
+                    lr_rule: Mapping | None = None) -> str:
+    """The Pareto table (lmmcl.report.aggregate.pareto_table) with its legend."""
+    shown = pareto.copy()
+    shown["Learning"] = mean_pm_std(pareto[["Learning"]], pareto[["Learning_std"]].set_axis(["Learning"], axis=1))["Learning"]
+    shown["HeldOut_mean"] = mean_pm_std(pareto[["HeldOut_mean"]],
+                                        pareto[["HeldOut_mean_std"]].set_axis(["HeldOut_mean"], axis=1))["HeldOut_mean"]
+    shown = shown.drop(columns=["Learning_std", "HeldOut_mean_std"])
+    shown["pareto"] = ["yes" if v else "" for v in pareto["pareto"]]
+    lines = [
+        f"# Learning vs. forgetting across runs — experiment `{experiment}`",
+        "",
+        f"Learning and HeldOut_mean (pp; definitions in learning_forgetting.md) as mean ± std over "
+        f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}). `pareto` = no other method learns at "
+        "least as much and forgets at most as much (better on one).",
+    ]
+    if lr_rule:
+        lines += ["", f"`lr_rule`: among the runs that differ only in lr, the smallest lr whose mean Learning "
+                  f"reaches {fmt(lr_rule['min_learning'])} pp is `picked`; where none does, the lr with the "
+                  "highest Learning (`picked (below bar)`)."]
+    lines += ["", markdown_table(shown, index_label="method")]
     return "\n".join(lines)
 
 

@@ -52,9 +52,15 @@ class AnswerOnlyCollator:
         self.end_of_turn = end_of_turn
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.max_length = max_length
+        self._n_tokens: dict[str, int] = {}
 
     def n_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        # three prefixes per row, most of them repeated across rows (same prompt template): cached
+        if text not in self._n_tokens:
+            if len(self._n_tokens) > 100_000:
+                self._n_tokens.clear()
+            self._n_tokens[text] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._n_tokens[text]
 
     def __call__(self, rows: list[dict]) -> dict:
         texts, images, spans = [], [], []

@@ -1,0 +1,110 @@
+"""Sweeps: a grid of method settings (recipe × lr × ...) expanded into ordinary methods, and the
+written rule that picks one learning rate per recipe from a sweep's results.
+
+Config (`sweep`, validated by the schema; every grid key is a method key, `recipe` and `method`
+included, or a training hyperparameter)::
+
+    sweep:
+      grid: {recipe: [llm, sa_proj, mlp_gate_up], lr: [1.0e-4, 3.0e-4, 1.0e-3]}
+      method: {}                        # keys every sweep method shares (e.g. method: lwf)
+      lr_rule: {min_learning: 30}       # the lr rule reported in tables/sweep.md
+
+Each grid point becomes the method `<recipe>_<key><value>...` (e.g. `sa_proj_lr3e-4`), so the
+sweep runs through the same DAG, seeds and tables as hand-written methods, and the report adds
+the Pareto table and plot (Learning vs HeldOut_mean) over every method and seed.
+
+The lr rule (`pick_lrs`): among the grid points that differ only in `lr`, take the **smallest lr
+whose Learning (mean over seeds) reaches `min_learning`** pp; where none does, the lr with the
+highest Learning, marked as below the bar. The same rule for every recipe: a recipe that learns
+slowly gets a larger lr, never a smaller bar.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+NAME_KEY_ORDER = ("recipe", "method")
+
+
+def format_value(value) -> str:
+    """Compact, path-safe rendering of a grid value: 3e-4, 300, 0.5, True."""
+    if isinstance(value, float):
+        text = np.format_float_scientific(value, trim="-", exp_digits=1).replace("+", "")
+        plain = f"{value:g}"
+        return plain if len(plain) <= len(text) else text
+    return str(value)
+
+
+def method_name(point: dict) -> str:
+    """`<recipe>_<method>_<key><value>...`: recipe and method bare, other keys in grid order."""
+    parts = [str(point[k]) for k in NAME_KEY_ORDER if k in point]
+    parts += [f"{k}{format_value(v)}" for k, v in point.items() if k not in NAME_KEY_ORDER]
+    return "_".join(parts)
+
+
+def expand(sweep: dict) -> dict[str, dict]:
+    """{method name: method spec} for every point of the grid (in grid order)."""
+    grid = sweep.get("grid") or {}
+    if not grid:
+        raise ValueError("sweep.grid: give at least one key with a list of values, e.g. {lr: [1.0e-4, 3.0e-4]}")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"sweep.grid.{key}: expected a non-empty list of values, got {values!r}")
+        if len(set(map(repr, values))) != len(values):
+            raise ValueError(f"sweep.grid.{key}: repeated value in {values}")
+    shared = dict(sweep.get("method") or {})
+    clash = sorted(set(shared) & set(grid))
+    if clash:
+        raise ValueError(f"sweep: {clash} set both in sweep.method and sweep.grid; keep one")
+    methods = {}
+    for values in itertools.product(*grid.values()):
+        point = dict(zip(grid, values))
+        methods[method_name(point)] = {**shared, **point}
+    return methods
+
+
+def grid_points(sweep: dict | None) -> dict[str, dict]:
+    """{method name: its grid point} (what varies), for the report."""
+    if not sweep:
+        return {}
+    grid = sweep["grid"]
+    return {method_name(dict(zip(grid, v))): dict(zip(grid, v)) for v in itertools.product(*grid.values())}
+
+
+def pick_lrs(points: dict[str, dict], learning: dict[str, float], min_learning: float) -> dict[str, str]:
+    """The lr rule: {method: "picked" | "picked (below bar)" | ""} for every swept method.
+
+    `points`: each method's grid point (must hold `lr`); `learning`: its mean Learning (pp).
+    """
+    groups: dict[tuple, list[str]] = {}
+    for m, point in points.items():
+        if "lr" not in point:
+            raise ValueError(f"the lr rule needs `lr` in sweep.grid; method {m} has {sorted(point)}")
+        key = tuple(sorted((k, repr(v)) for k, v in point.items() if k != "lr"))
+        groups.setdefault(key, []).append(m)
+    verdict = {m: "" for m in points}
+    for members in groups.values():
+        members.sort(key=lambda m: float(points[m]["lr"]))
+        finite = [m for m in members if not math.isnan(learning.get(m, math.nan))]
+        if not finite:
+            continue
+        reached = [m for m in finite if learning[m] >= min_learning]
+        if reached:
+            verdict[reached[0]] = "picked"
+        else:
+            verdict[max(finite, key=lambda m: learning[m])] = "picked (below bar)"
+    return verdict
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
+    """Methods not dominated in (Learning ↑, HeldOut_mean ↑): no other method is at least as good
+    on both and better on one. NaN points are never on the front."""
+    ok = {m: p for m, p in points.items() if not any(math.isnan(v) for v in p)}
+    front = set()
+    for m, (l, h) in ok.items():
+        dominated = any((l2 >= l and h2 >= h) and (l2 > l or h2 > h) for n, (l2, h2) in ok.items() if n != m)
+        if not dominated:
+            front.add(m)
+    return front
