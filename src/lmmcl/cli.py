@@ -39,7 +39,7 @@ def cmd_build_base(a):
     from .train.stage import build_base
 
     m = build_base(model_cfg=a.model, experiment=a.experiment, out_manifest=a.out, data=a.data or [],
-                   hparams=a.hparams, seed=a.seed, threads=a.threads)
+                   hparams=a.hparams, seed=a.seed, threads=a.threads, tracking=a.tracking)
     _print_run(m, a.out)
 
 
@@ -49,7 +49,7 @@ def cmd_train_stage(a):
     m = train_stage(parent_manifest=a.parent, data=a.data, out_manifest=a.out, method=a.method,
                     recipe=a.recipe, hparams=a.hparams, extra_recipes=a.recipes, stage=a.stage,
                     task=a.task, threads=a.threads, method_spec=a.method_spec, deepspeed=a.deepspeed,
-                    checkpoint_format=a.checkpoint_format)
+                    checkpoint_format=a.checkpoint_format, tracking=a.tracking)
     if m:  # empty on the non-zero ranks of a multi-GPU launch
         _print_run(m, a.out)
 
@@ -173,6 +173,12 @@ def _probe_args(s):
     s.add_argument("--out-png", required=True)
 
 
+def _tracking_arg(s):
+    s.add_argument("--tracking", type=_json_arg, default=None,
+                   help='config `tracking` as JSON, e.g. \'{"report_to": ["tensorboard"]}\' (the default); '
+                        '\'{"report_to": []}\' logs nowhere')
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmmcl", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -202,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int)
     s.add_argument("--out", required=True, help="manifest.json to write")
+    _tracking_arg(s)
     s.set_defaults(func=cmd_build_base)
 
     s = sub.add_parser("train-stage", help="train one stage from its parent's checkpoint")
@@ -220,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--deepspeed", help="DeepSpeed JSON (config/deepspeed/zero2.json, zero3.json) for multi-GPU runs")
     s.add_argument("--checkpoint-format", choices=CHECKPOINT_FORMATS, default="delta",
                    help="delta: store only the tensors that differ from the parent (default); full: standalone")
+    _tracking_arg(s)
     s.set_defaults(func=cmd_train_stage)
 
     s = sub.add_parser("merge-stage", help="WiSE-FT: alpha x previous model + (1 - alpha) x finetuned stage")

@@ -19,6 +19,22 @@ DATA = config["data"]["root"]
 SYN = config["data"]["synthetic"]
 BENCHMARKS = PLAN.benchmarks
 RESOURCES = config["resources"]
+# Processes per training/evaluation job: one per GPU (resources.gpus), else resources.processes
+# on CPU (a gloo group). A job's `threads` cover all its processes: each process runs
+# `*_threads` threads (SLURM: --cpus-per-task = processes x threads).
+CPU_PROCS = RESOURCES["processes"] if RESOURCES["gpus"] == 0 else 1
+
+
+def proc_threads(wildcards, threads):
+    """Threads of each process of a job (the job's threads, possibly capped by --cores, split)."""
+    return max(1, threads // CPU_PROCS)
+
+
+# Training curves (lmmcl.train.tracking): how the Trainer's integrations log each stage.
+# A launch setting, not a param (changing it reruns nothing).
+from lmmcl.train.tracking import normalize as _tracking_spec
+
+TRACKING = dumps(_tracking_spec(config.get("tracking")))
 
 wildcard_constraints:
     method="|".join(PLAN.methods),

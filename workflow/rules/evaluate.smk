@@ -3,7 +3,9 @@
 
 # Built-in lmms-eval benchmarks (registry `builtin: true`) load their own data: only our
 # benchmarks have a parquet input. With resources.gpus > 1 the job runs data parallel under
-# `accelerate launch` (one process per GPU; rank 0 writes the outputs).
+# `accelerate launch` (one process per GPU), with resources.processes > 1 on CPU likewise over a
+# gloo group (`--multi_gpu` is accelerate's name for its torchrun launcher); rank 0 writes the
+# outputs. `--main_process_port 0`: a free port, so jobs on one node never collide.
 
 EVAL_PARAMS = dict(
     benchmarks=" ".join(BENCHMARKS),
@@ -13,10 +15,13 @@ EVAL_PARAMS = dict(
     clock="--clock-exact-hours" if config["evaluation"].get("clock_exact_hours") else "",
     batch=f"--batch-size {config['evaluation'].get('batch_size', 1)}",
 )
-EVAL_CMD = (
-    f"accelerate launch --num_processes {RESOURCES['gpus']} -m lmmcl.cli evaluate"
-    if RESOURCES["gpus"] > 1 else "lmmcl evaluate"
-)
+if RESOURCES["gpus"] > 1:
+    EVAL_CMD = "accelerate launch --main_process_port 0 --num_processes {resources.gpu} -m lmmcl.cli evaluate"
+elif CPU_PROCS > 1:
+    EVAL_CMD = ("OMP_NUM_THREADS={resources.proc_threads} accelerate launch --multi_gpu --main_process_port 0 "
+                "--num_processes {resources.processes} -m lmmcl.cli evaluate")
+else:
+    EVAL_CMD = "lmmcl evaluate"
 
 
 rule evaluate_base:
@@ -28,15 +33,17 @@ rule evaluate_base:
     params:
         **EVAL_PARAMS,
         out_dir=f"{RES}/evals/base",
-    threads: RESOURCES["eval_threads"]
+    threads: RESOURCES["eval_threads"] * CPU_PROCS
     resources:
         gpu=RESOURCES["gpus"],
+        processes=CPU_PROCS,
+        proc_threads=proc_threads,
     log:
         f"{RES}/logs/evals/base.log",
     shell:
-        "{EVAL_CMD} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
+        EVAL_CMD + " --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
         "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} {params.clock} "
-        "{params.batch} --threads {threads} > {log} 2>&1"
+        "{params.batch} --threads {resources.proc_threads} > {log} 2>&1"
 
 
 rule evaluate_stage:
@@ -48,12 +55,14 @@ rule evaluate_stage:
     params:
         **EVAL_PARAMS,
         out_dir=lambda w: f"{RES}/evals/{w.method}/stage{w.k}_{w.task}",
-    threads: RESOURCES["eval_threads"]
+    threads: RESOURCES["eval_threads"] * CPU_PROCS
     resources:
         gpu=RESOURCES["gpus"],
+        processes=CPU_PROCS,
+        proc_threads=proc_threads,
     log:
         f"{RES}/logs/evals/{{method}}/stage{{k}}_{{task}}.log",
     shell:
-        "{EVAL_CMD} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
+        EVAL_CMD + " --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
         "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} {params.clock} "
-        "{params.batch} --threads {threads} > {log} 2>&1"
+        "{params.batch} --threads {resources.proc_threads} > {log} 2>&1"

@@ -26,7 +26,7 @@ rule build_base:
         f"{RES}/logs/base.log",
     shell:
         "lmmcl build-base --experiment {EXP} --model {params.model:q} --hparams {params.hparams:q} "
-        "--data {input.data} --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
+        "--data {input.data} --seed {params.seed} --threads {threads} --tracking {TRACKING:q} --out {output} > {log} 2>&1"
 
 
 def _deepspeed_arg():
@@ -41,11 +41,17 @@ def _deepspeed_arg():
 
 
 # One process per GPU (torchrun, GPU count from the rule's `resources.gpu`) when GPUs are requested;
-# a plain `lmmcl train-stage` on CPU. Launch settings are not params: they change no result's meaning
-# (the effective batch is batch_size × grad_accum × GPUs, so keep it fixed by adjusting grad_accum).
-TRAIN_LAUNCH = (
-    "torchrun --standalone --nproc_per_node={resources.gpu} -m lmmcl.cli" if RESOURCES["gpus"] >= 1 else "lmmcl"
-)
+# on CPU resources.processes processes (torchrun over gloo, `resources.processes`), or a plain
+# `lmmcl train-stage`. Launch settings are not params: they change no result's meaning (the
+# effective batch is batch_size × grad_accum × processes, so keep it fixed by adjusting grad_accum).
+# Rank 0 alone writes the checkpoint, the manifest and the training curves.
+if RESOURCES["gpus"] >= 1:
+    TRAIN_LAUNCH = "torchrun --standalone --nproc_per_node={resources.gpu} -m lmmcl.cli"
+elif CPU_PROCS > 1:
+    TRAIN_LAUNCH = ("OMP_NUM_THREADS={resources.proc_threads} "
+                    "torchrun --standalone --nproc_per_node={resources.processes} -m lmmcl.cli")
+else:
+    TRAIN_LAUNCH = "lmmcl"
 DEEPSPEED_ARG = _deepspeed_arg()
 # storage only (the weights a stage loads are the same either way), so not a param either.
 # Both are filled in at run time as `{NAME}` placeholders: Snakemake's "code" rerun trigger
@@ -67,16 +73,19 @@ rule train_stage:
         recipes=dumps(config.get("recipes") or {}),
         hparams=lambda w: dumps(PLAN.hparams(w.method, w.task)),
         method_spec=lambda w: dumps(PLAN.method_spec(w.method)),
-    threads: RESOURCES["train_threads"]
+    threads: RESOURCES["train_threads"] * CPU_PROCS
     resources:
         gpu=RESOURCES["gpus"],
+        processes=CPU_PROCS,
+        proc_threads=proc_threads,
     log:
         f"{RES}/logs/{{method}}/stage{{k}}_{{task}}.log",
     shell:
         TRAIN_LAUNCH + " train-stage --parent {input.parent} --data {input.data} --method {wildcards.method} "
         "--recipe {params.recipe} --recipes {params.recipes:q} --hparams {params.hparams:q} "
         "--stage {wildcards.k} --task {wildcards.task} --method-spec {params.method_spec:q} "
-        "--threads {threads} {DEEPSPEED_ARG} --checkpoint-format {CKPT_FORMAT} --out {output} > {log} 2>&1"
+        "--threads {resources.proc_threads} {DEEPSPEED_ARG} --checkpoint-format {CKPT_FORMAT} "
+        "--tracking {TRACKING:q} --out {output} > {log} 2>&1"
 
 
 # WiSE-FT (methods with `method: wise_ft`): the stage trains into `<stage>/finetuned/`, then
