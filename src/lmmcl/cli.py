@@ -129,6 +129,13 @@ def cmd_report(a):
     print(format_summary(a.results, a.plan))
 
 
+def cmd_gallery(a):
+    from .report.gallery import summary_line, write_gallery
+
+    outs = write_gallery(a.results, a.plan, a.data_root, a.out_dir, n=a.examples)
+    print(summary_line(outs))
+
+
 def cmd_probe_numbers(a):
     from .probes.common import parse_labelled
     from .probes.numbers import probe_numbers
@@ -273,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: one learning/forgetting table across these results/<experiment> folders")
     s.add_argument("--out", help="output folder of --across")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("gallery", help="answer gallery: fixed test examples with every method's answer after every stage")
+    s.add_argument("--results", default="results", help="results root (the experiment is a sub-folder)")
+    s.add_argument("--plan", type=_json_arg, required=True, help="report plan JSON of one experiment")
+    s.add_argument("--data-root", default="data", help="where the test parquet (the images) live")
+    s.add_argument("--examples", type=int, default=4, help="examples per benchmark (default 4)")
+    s.add_argument("--out-dir", required=True, help="writes gallery.html, gallery.json, <benchmark>.png here")
+    s.set_defaults(func=cmd_gallery)
 
     s = sub.add_parser("probe-numbers", help="number-token probe (counting bias) of checkpoints vs. the base")
     _probe_args(s)

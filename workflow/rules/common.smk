@@ -90,3 +90,6 @@ def print_summary():
         from lmmcl.report.aggregate import format_summary
 
         print(format_summary("results", PLAN.report_plan()))
+    gallery = Path(f"{RES}/gallery/gallery.html")
+    if gallery.exists():
+        print(f"answer gallery: {gallery} (+ one PNG per benchmark next to it)")

@@ -32,3 +32,26 @@ rule aggregate:
         f"{RES}/logs/aggregate.log",
     shell:
         "lmmcl report --results results --plan {params.plan:q} > {log} 2>&1"
+
+
+# Answer gallery: a few fixed test examples per benchmark (image, question, gold answer) with every
+# method's answer after every stage, wrong ones marked (lmmcl.report.gallery). Reads the
+# evaluations' samples files (written before their JSON) and the test parquet for the images.
+rule gallery:
+    input:
+        evals=all_eval_files(),
+        data=[test_split(b) for b in PLAN.local_benchmarks],
+    output:
+        html=report(f"{RES}/gallery/gallery.html", caption="../report/gallery.rst", category="5. Answer gallery"),
+        json=f"{RES}/gallery/gallery.json",
+        png=report([f"{RES}/gallery/{b}.png" for b in BENCHMARKS], caption="../report/gallery_png.rst",
+                   category="5. Answer gallery", subcategory="Per benchmark"),
+    params:
+        plan=dumps(PLAN.report_plan()),
+        examples=config["gallery"]["examples"],
+        out_dir=f"{RES}/gallery",
+    log:
+        f"{RES}/logs/gallery.log",
+    shell:
+        "lmmcl gallery --results results --plan {params.plan:q} --data-root {DATA} "
+        "--examples {params.examples} --out-dir {params.out_dir} > {log} 2>&1"
