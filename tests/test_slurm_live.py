@@ -103,7 +103,7 @@ def test_every_job_gets_a_slurm_job_id_and_completes(first_run):
     wd, out = first_run
     jobs = jobs_of(out)
     rules = sorted({r for r, _ in jobs})
-    assert rules == ["aggregate", "build_base", "evaluate_base", "evaluate_stage", "make_synthetic",
+    assert rules == ["aggregate", "build_base", "evaluate_base", "evaluate_stage", "gallery", "make_synthetic",
                      "train_stage"], rules
     assert sum(r == "train_stage" for r, _ in jobs) == 4      # 2 methods x 2 stages
     assert_all_ran_on_slurm(wd, jobs)
@@ -141,6 +141,7 @@ def test_changing_one_stage_lr_reruns_it_and_downstream_only(first_run):
         ("train_stage", "method=sa_proj, k=2, task=syn_count"),      # downstream stage
         ("evaluate_stage", "method=sa_proj, k=2, task=syn_count"),
         ("aggregate", ""),
+        ("gallery", ""),
     }
     assert_all_ran_on_slurm(wd, jobs)
     assert {p: p.stat().st_mtime_ns for p in untouched} == before

@@ -30,6 +30,8 @@ rule aggregate:
         plan=dumps(PLAN.report_plan()),
     log:
         f"{RES}/logs/aggregate.log",
+    conda:
+        CONDA_ENV
     shell:
         "lmmcl report --results results --plan {params.plan:q} > {log} 2>&1"
 
@@ -49,9 +51,12 @@ rule gallery:
     params:
         plan=dumps(PLAN.report_plan()),
         examples=config["gallery"]["examples"],
-        out_dir=f"{RES}/gallery",
+        data_root=lambda wildcards: DATA,
+        out_dir=out_dir_of("html"),
     log:
         f"{RES}/logs/gallery.log",
+    conda:
+        CONDA_ENV
     shell:
-        "lmmcl gallery --results results --plan {params.plan:q} --data-root {DATA} "
+        "lmmcl gallery --results results --plan {params.plan:q} --data-root {params.data_root} "
         "--examples {params.examples} --out-dir {params.out_dir} > {log} 2>&1"

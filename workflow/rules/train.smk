@@ -2,11 +2,7 @@
 # its `params`, so changing one stage's config reruns that stage and what depends on it only.
 
 
-def base_data(wildcards):
-    if config["model"]["family"] != "tiny_llava":
-        return []
-    skills = config["model"].get("base_training", {}).get("skills") or PLAN.held_out
-    return [train_split(s) for s in skills]
+# (base_data, train_launch, deepspeed_arg, TRACKING, CKPT_FORMAT: rules/common.smk)
 
 
 rule build_base:
@@ -16,47 +12,30 @@ rule build_base:
     output:
         f"{RES}/base/manifest.json",
     params:
+        experiment=EXP,
         model=dumps(config["model"]),
         hparams=dumps(config["model"].get("base_training", {}).get("hparams", {})),
         seed=config["seed"],
     threads: RESOURCES["train_threads"]
     resources:
         gpu=RESOURCES["gpus"],
+        tracking=TRACKING,
     log:
         f"{RES}/logs/base.log",
+    conda:
+        CONDA_ENV
     shell:
-        "lmmcl build-base --experiment {EXP} --model {params.model:q} --hparams {params.hparams:q} "
-        "--data {input.data} --seed {params.seed} --threads {threads} --tracking {TRACKING:q} --out {output} > {log} 2>&1"
+        "lmmcl build-base --experiment {params.experiment} --model {params.model:q} --hparams {params.hparams:q} "
+        "--data {input.data} --seed {params.seed} --threads {threads} --tracking {resources.tracking:q} "
+        "--out {output} > {log} 2>&1"
 
 
-def _deepspeed_arg():
-    """`--deepspeed <json>` from resources.deepspeed: zero2 / zero3 (config/deepspeed/) or a path."""
-    ds = RESOURCES.get("deepspeed")
-    if not ds:
-        return ""
-    path = Path(workflow.basedir).parent / "config" / "deepspeed" / f"{ds}.json" if ds in ("zero2", "zero3") else Path(ds)
-    if not path.is_file():
-        sys.exit(f"Config error: resources.deepspeed: {ds!r} is neither zero2, zero3 nor an existing JSON file")
-    return f"--deepspeed {path}"
-
-
-# One process per GPU (torchrun, GPU count from the rule's `resources.gpu`) when GPUs are requested;
-# on CPU resources.processes processes (torchrun over gloo, `resources.processes`), or a plain
-# `lmmcl train-stage`. Launch settings are not params: they change no result's meaning (the
-# effective batch is batch_size × grad_accum × processes, so keep it fixed by adjusting grad_accum).
-# Rank 0 alone writes the checkpoint, the manifest and the training curves.
-if RESOURCES["gpus"] >= 1:
-    TRAIN_LAUNCH = "torchrun --standalone --nproc_per_node={resources.gpu} -m lmmcl.cli"
-elif CPU_PROCS > 1:
-    TRAIN_LAUNCH = ("OMP_NUM_THREADS={resources.proc_threads} "
-                    "torchrun --standalone --nproc_per_node={resources.processes} -m lmmcl.cli")
-else:
-    TRAIN_LAUNCH = "lmmcl"
-DEEPSPEED_ARG = _deepspeed_arg()
-# storage only (the weights a stage loads are the same either way), so not a param either.
-# Both are filled in at run time as `{NAME}` placeholders: Snakemake's "code" rerun trigger
-# compares the rule's shell template, so a value pasted into it would rerun every stage.
-CKPT_FORMAT = config["checkpoints"]["format"]
+# One process per GPU (torchrun) when GPUs are requested; on CPU resources.processes processes
+# (torchrun over gloo), or a plain `lmmcl train-stage`: `resources.launch` (rules/common.smk).
+# Launch settings are not params: they change no result's meaning (the effective batch is
+# batch_size × grad_accum × processes, so keep it fixed by adjusting grad_accum). Rank 0 alone
+# writes the checkpoint, the manifest and the training curves. The checkpoint format is storage
+# only and the tracking where curves go: not params either.
 
 
 rule train_stage:
@@ -78,14 +57,20 @@ rule train_stage:
         gpu=RESOURCES["gpus"],
         processes=CPU_PROCS,
         proc_threads=proc_threads,
+        launch=train_launch,
+        deepspeed=DEEPSPEED_ARG,
+        ckpt_format=CKPT_FORMAT,
+        tracking=TRACKING,
     log:
         f"{RES}/logs/{{method}}/stage{{k}}_{{task}}.log",
+    conda:
+        CONDA_ENV
     shell:
-        TRAIN_LAUNCH + " train-stage --parent {input.parent} --data {input.data} --method {wildcards.method} "
+        "{resources.launch} train-stage --parent {input.parent} --data {input.data} --method {wildcards.method} "
         "--recipe {params.recipe} --recipes {params.recipes:q} --hparams {params.hparams:q} "
         "--stage {wildcards.k} --task {wildcards.task} --method-spec {params.method_spec:q} "
-        "--threads {resources.proc_threads} {DEEPSPEED_ARG} --checkpoint-format {CKPT_FORMAT} "
-        "--tracking {TRACKING:q} --out {output} > {log} 2>&1"
+        "--threads {resources.proc_threads} {resources.deepspeed} --checkpoint-format {resources.ckpt_format} "
+        "--tracking {resources.tracking:q} --out {output} > {log} 2>&1"
 
 
 # WiSE-FT (methods with `method: wise_ft`): the stage trains into `<stage>/finetuned/`, then
@@ -112,8 +97,12 @@ rule merge_stage:
     params:
         alpha=lambda w: PLAN.method_spec(w.method)["alpha"],
     threads: RESOURCES["train_threads"]
+    resources:
+        ckpt_format=CKPT_FORMAT,
     log:
         f"{RES}/logs/{{method}}/stage{{k}}_{{task}}.merge.log",
+    conda:
+        CONDA_ENV
     shell:
         "lmmcl merge-stage --previous {input.previous} --finetuned {input.finetuned} "
-        "--alpha {params.alpha} --threads {threads} --checkpoint-format {CKPT_FORMAT} --out {output} > {log} 2>&1"
+        "--alpha {params.alpha} --threads {threads} --checkpoint-format {resources.ckpt_format} --out {output} > {log} 2>&1"
