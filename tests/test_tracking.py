@@ -131,3 +131,49 @@ def test_processes_with_gpus_is_a_config_error():
            "resources": {"gpus": 2, "processes": 2}}
     with pytest.raises(ConfigError, match=r"resources.processes: 2 with resources.gpus: 2.*processes > 1 only with gpus: 0"):
         Plan(cfg)
+
+
+def test_wandb_offline_and_mlflow_file_store_without_network(stages, monkeypatch):
+    """W&B (offline) and MLflow (local file store) through the same integrations: one run per
+    stage, named after it and grouped per method, the logged curves inside; no socket leaves the
+    machine (W&B talks to its local wandb-core service only)."""
+    import ipaddress
+    import socket
+
+    real_connect = socket.socket.connect
+
+    def local_only(self, address):
+        if isinstance(address, tuple):
+            host = address[0]
+            if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+                raise AssertionError(f"network call to {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
+    root, *_ = stages
+    m = train_stage(parent_manifest=root / "t/base/manifest.json", data=[root / "data/syn_birds/train.parquet"],
+                    out_manifest=root / "t/mlw/stage1_syn_birds/manifest.json", method="mlw", recipe="sa_proj",
+                    hparams=HP, stage=1, task="syn_birds", tracking={"report_to": ["wandb", "mlflow"]})
+    rec = m["tracking"]
+    assert rec["wandb"] == {"project": "t", "group": "mlw", "mode": "offline"}
+    stage = root / "t/mlw/stage1_syn_birds"
+    runs = list((stage / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].relative_to(stage).as_posix() in rec["files"]
+    raw = runs[0].read_bytes()
+    for key in (b"train/loss", b"train/grad_norm", b"train/lr/llm_layers", b"train/tokens_per_second",
+                b"mlw/stage1_syn_birds"):
+        assert key in raw, key
+    assert not (stage / "tensorboard").exists()
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    assert rec["mlflow"] == {"tracking_uri": (root / "t/mlruns").as_uri(), "experiment": "t"}
+    client = MlflowClient(rec["mlflow"]["tracking_uri"])
+    exp = client.get_experiment_by_name("t")
+    found = client.search_runs([exp.experiment_id], filter_string="tags.`lmmcl.method` = 'mlw'")
+    assert [r.info.run_name for r in found] == ["mlw/stage1_syn_birds"]
+    assert found[0].data.tags["lmmcl.task"] == "syn_birds"
+    losses = client.get_metric_history(found[0].info.run_id, "loss")
+    assert len(losses) == m["metrics"]["steps"] // tracking.logging_steps({}, HP["steps"])
+    assert found[0].data.metrics["lr/llm_layers"] >= 0

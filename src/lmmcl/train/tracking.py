@@ -28,6 +28,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 TRACKERS = ("tensorboard", "wandb", "mlflow")
@@ -123,6 +124,11 @@ def environment(spec: dict, stage_dir: str | Path, *, experiment: str | None, gr
         import json
 
         uri = spec["mlflow"]["tracking_uri"] or mlflow_store(stage_dir, experiment).as_uri()
+        if uri.startswith("file:"):
+            # MLflow 3 keeps its file store in maintenance mode and refuses it unless opted in;
+            # a database store needs SQLAlchemy (not in mlflow-skinny): give a sqlite:/// or
+            # http(s):// tracking_uri for one, with the packages it needs
+            env["MLFLOW_ALLOW_FILE_STORE"] = "true"
         env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME=experiment or "lmmcl",
                    MLFLOW_TAGS=json.dumps({f"lmmcl.{k}": str(v) for k, v in (tags or {}).items()}),
                    MLFLOW_FLATTEN_PARAMS="true")
@@ -155,12 +161,33 @@ def ensure_mlflow_experiment(env: dict) -> None:
     import mlflow
     from filelock import FileLock
 
-    lock = Path(uri[len("file://"):] if uri.startswith("file://") else ".").resolve() / ".lmmcl_experiment.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("file:"):
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        store = Path(url2pathname(urlparse(uri).path))
+        store.mkdir(parents=True, exist_ok=True)
+        lock = store.parent / f".{store.name}.lock"   # next to the store, not inside it
+    else:
+        lock = Path(tempfile.gettempdir()) / "lmmcl_mlflow_experiment.lock"
     with FileLock(str(lock)):
         mlflow.set_tracking_uri(uri)
         if mlflow.get_experiment_by_name(name) is None:
             mlflow.create_experiment(name)
+
+
+def finish_runs(spec: dict) -> None:
+    """End the W&B run the Trainer's callback left open (it keeps it for later evaluate() logs):
+    the next stage trained in the same process would otherwise log into it. MLflow's callback
+    ends the runs it started itself."""
+    if "wandb" in normalize(spec)["report_to"]:
+        import sys
+
+        wandb = sys.modules.get("wandb")
+        if wandb is not None:
+            if getattr(wandb, "run", None) is not None:
+                wandb.finish()
+            wandb.teardown()  # its settings (WANDB_DIR, ...) are read once per setup: the next stage's anew
 
 
 def stage_files(spec: dict, stage_dir: str | Path) -> list[str]:
@@ -170,7 +197,8 @@ def stage_files(spec: dict, stage_dir: str | Path) -> list[str]:
     for name in normalize(spec)["report_to"]:
         folder = STAGE_FOLDERS.get(name)
         if folder and (stage_dir / folder).is_dir():
-            files += [p.relative_to(stage_dir).as_posix() for p in (stage_dir / folder).rglob("*") if p.is_file()]
+            files += [p.relative_to(stage_dir).as_posix() for p in (stage_dir / folder).rglob("*")
+                      if p.is_file() and not p.is_symlink()]
     return sorted(files)
 
 

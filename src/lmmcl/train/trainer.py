@@ -329,7 +329,10 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
             hook=hook,
         )
         t0 = time.time()
-        out = trainer.train(resume_from_checkpoint=resume)
+        try:
+            out = trainer.train(resume_from_checkpoint=resume)
+        finally:
+            tracking_mod.finish_runs(tracking)  # one run per stage, also when stages share a process
         seconds = time.time() - t0
     steps = out.global_step
     examples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
