@@ -171,7 +171,8 @@ td.partial{background:#fbecc4} td.na{background:#eee;color:#888} .legend span{pa
 
 
 def _cell_text(text, limit=40) -> tuple[str, str]:
-    text = "" if text is None else str(text)
+    """(shown, full) of an answer: newlines as ⏎ (one line per cell), cut at `limit` characters."""
+    text = "" if text is None else str(text).replace("\r", "").replace("\n", "⏎")
     shown = text if len(text) <= limit else text[: limit - 1] + "…"
     return shown, text
 
@@ -233,11 +234,11 @@ def _png(data: dict, benchmark: str, path) -> None:
     ncol = len(labels)
     width = 3.2 + 1.25 * ncol
     row_h = 1.1 + 0.3 * (len(methods) + 1)
-    fig = Figure(figsize=(width, 0.6 + row_h * len(examples)), dpi=100)
+    fig = Figure(figsize=(width, 0.9 + row_h * len(examples)), dpi=100)
     FigureCanvasAgg(fig)
     trained = f", trained in stage {', '.join(map(str, info['trained_at']))}" if info["trained_at"] else ""
     fig.suptitle(f"{benchmark} ({info.get('group')}{trained}): answers after each stage", fontsize=11)
-    top = 1 - 0.6 / fig.get_figheight()
+    top = 1 - 0.9 / fig.get_figheight()
     h = (top - 0.01) / len(examples)
     for i, ex in enumerate(examples):
         y0 = top - (i + 1) * h
