@@ -177,3 +177,15 @@ def test_wandb_offline_and_mlflow_file_store_without_network(stages, monkeypatch
     losses = client.get_metric_history(found[0].info.run_id, "loss")
     assert len(losses) == m["metrics"]["steps"] // tracking.logging_steps({}, HP["steps"])
     assert found[0].data.metrics["lr/llm_layers"] >= 0
+
+
+def test_integration_environment_is_restored(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_PROJECT", "mine")
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    with tracking.environment({"report_to": ["tensorboard", "wandb"]}, tmp_path / "s", experiment="e", group="m") as env:
+        assert env["TENSORBOARD_LOGGING_DIR"] == str((tmp_path / "s/tensorboard").resolve())
+        assert env["WANDB_MODE"] == "offline" and env["WANDB_RUN_GROUP"] == "m"
+        import os
+        assert os.environ["WANDB_PROJECT"] == "e"
+    import os
+    assert os.environ["WANDB_PROJECT"] == "mine" and "TENSORBOARD_LOGGING_DIR" not in os.environ

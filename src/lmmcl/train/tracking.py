@@ -100,10 +100,10 @@ def prepare_stage_dir(spec: dict, stage_dir: str | Path, resuming: bool) -> None
         shutil.rmtree(Path(stage_dir) / folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def environment(spec: dict, stage_dir: str | Path, *, experiment: str | None, group: str | None,
-                run_name: str, tags: dict | None = None):
-    """The environment variables the HF integrations read, set for one stage and restored after.
+def set_environment(spec: dict, stage_dir: str | Path, *, experiment: str | None, group: str | None,
+                    tags: dict | None = None):
+    """Set the environment variables the HF integrations read for one stage; return them and a
+    function that restores the previous values.
 
     TensorBoard writes to `<stage_dir>/tensorboard`; W&B (offline unless configured online) to
     `<stage_dir>/wandb`; MLflow to its tracking URI (default `file:<results>/<experiment>/mlruns`,
@@ -134,14 +134,26 @@ def environment(spec: dict, stage_dir: str | Path, *, experiment: str | None, gr
                    MLFLOW_FLATTEN_PARAMS="true")
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    try:
-        yield env
-    finally:
+
+    def restore():
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+    return env, restore
+
+
+@contextlib.contextmanager
+def environment(spec: dict, stage_dir: str | Path, *, experiment: str | None, group: str | None,
+                tags: dict | None = None):
+    """:func:`set_environment` as a context manager."""
+    env, restore = set_environment(spec, stage_dir, experiment=experiment, group=group, tags=tags)
+    try:
+        yield env
+    finally:
+        restore()
 
 
 def mlflow_store(stage_dir: Path, experiment: str | None) -> Path:

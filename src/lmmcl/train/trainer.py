@@ -314,26 +314,28 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     main = args.process_index == 0
     if main:
         tracking_mod.prepare_stage_dir(tracking, stage_dir, resuming=bool(resume))
+    # where the integrations write (environment variables they read), restored after training
+    env, restore_env = tracking_mod.set_environment(tracking, stage_dir, experiment=run.get("experiment"),
+                                                    group=run.get("group"), tags=run.get("tags"))
+    if main and "mlflow" in tracking["report_to"]:
+        tracking_mod.ensure_mlflow_experiment(env)
     log, mem = _LossLog(), _MemoryLog()
-    with tracking_mod.environment(tracking, stage_dir, experiment=run.get("experiment"), group=run.get("group"),
-                                  run_name=run_name, tags=run.get("tags")) as env:
-        if main and "mlflow" in tracking["report_to"]:
-            tracking_mod.ensure_mlflow_experiment(env)
-        trainer = StageTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            data_collator=AnswerOnlyCollator(processor, end_of_turn=family_of_model(unwrap(model)).end_of_turn),
-            callbacks=[log, mem],
-            role_lr=hp["role_lr"],
-            hook=hook,
-        )
-        t0 = time.time()
-        try:
-            out = trainer.train(resume_from_checkpoint=resume)
-        finally:
-            tracking_mod.finish_runs(tracking)  # one run per stage, also when stages share a process
-        seconds = time.time() - t0
+    trainer = StageTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=AnswerOnlyCollator(processor, end_of_turn=family_of_model(unwrap(model)).end_of_turn),
+        callbacks=[log, mem],
+        role_lr=hp["role_lr"],
+        hook=hook,
+    )
+    t0 = time.time()
+    try:
+        out = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        tracking_mod.finish_runs(tracking)  # one run per stage, also when stages share a process
+        restore_env()
+    seconds = time.time() - t0
     steps = out.global_step
     examples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     first = log.losses[0] if log.losses else math.nan
