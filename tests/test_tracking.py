@@ -1,6 +1,7 @@
 """Training curves through the Trainer's integrations (config `tracking`): TensorBoard event files
 in each stage folder, read back with tensorboard's own reader; config errors; reruns start clean."""
 import json
+import os
 
 import pytest
 
@@ -185,7 +186,5 @@ def test_integration_environment_is_restored(tmp_path, monkeypatch):
     with tracking.environment({"report_to": ["tensorboard", "wandb"]}, tmp_path / "s", experiment="e", group="m") as env:
         assert env["TENSORBOARD_LOGGING_DIR"] == str((tmp_path / "s/tensorboard").resolve())
         assert env["WANDB_MODE"] == "offline" and env["WANDB_RUN_GROUP"] == "m"
-        import os
         assert os.environ["WANDB_PROJECT"] == "e"
-    import os
     assert os.environ["WANDB_PROJECT"] == "mine" and "TENSORBOARD_LOGGING_DIR" not in os.environ
