@@ -20,7 +20,7 @@ UPGRADE ?=
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test dry-run clean lock check-lock
+.PHONY: install run test dry-run clean lock check-lock lint
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ dry-run: $(STAMP)
 
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/pytest -q $(PYTEST_ARGS)
+
+# `snakemake --lint` of the workflow (also a test: tests/test_lint_conda.py)
+lint: $(STAMP)
+	$(OFFLINE) $(BIN)/snakemake --lint
 
 clean:
 	rm -rf results/*/ data/ .snakemake/

@@ -103,7 +103,7 @@ def test_every_job_gets_a_slurm_job_id_and_completes(first_run):
     wd, out = first_run
     jobs = jobs_of(out)
     rules = sorted({r for r, _ in jobs})
-    assert rules == ["aggregate", "build_base", "evaluate_base", "evaluate_stage", "make_synthetic",
+    assert rules == ["aggregate", "build_base", "evaluate_base", "evaluate_stage", "gallery", "make_synthetic",
                      "train_stage"], rules
     assert sum(r == "train_stage" for r, _ in jobs) == 4      # 2 methods x 2 stages
     assert_all_ran_on_slurm(wd, jobs)
@@ -141,8 +141,34 @@ def test_changing_one_stage_lr_reruns_it_and_downstream_only(first_run):
         ("train_stage", "method=sa_proj, k=2, task=syn_count"),      # downstream stage
         ("evaluate_stage", "method=sa_proj, k=2, task=syn_count"),
         ("aggregate", ""),
+        ("gallery", ""),
     }
     assert_all_ran_on_slurm(wd, jobs)
     assert {p: p.stat().st_mtime_ns for p in untouched} == before
     new_stage2 = json.loads((res / "seed0/sa_proj/stage2_syn_count/manifest.json").read_text())
     assert new_stage2 != old_stage2
+
+
+def test_two_cpu_process_jobs_through_slurm(tmp_path):
+    """resources.processes: 2 on a CPU-only SLURM: the stage runs under torchrun and the
+    evaluations under accelerate launch inside one allocation of 2 CPUs; rank 0 writes."""
+    wd = tmp_path / "mp"
+    wd.mkdir()
+    cfg = yaml.safe_load((ROOT / "tests/configs/micro.yaml").read_text())
+    cfg["resources"] = {"processes": 2}
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out, elapsed = snakemake_slurm(wd, wd / "config.yaml", "run_mp.log")
+    print(f"\nSLURM run with 2 CPU processes per job: {elapsed:.0f} s")
+    jobs = jobs_of(out)
+    assert_all_ran_on_slurm(wd, jobs)
+    assert "torchrun --standalone --nproc_per_node=2 -m lmmcl.cli train-stage" in out
+    assert "accelerate launch --multi_gpu --main_process_port 0 --num_processes 2" in out
+    multi = [v for (r, _), v in jobs.items() if r in ("train_stage", "evaluate_base", "evaluate_stage")]
+    p = subprocess.run(["sacct", "-X", "-P", "-n", "-j", ",".join(multi), "--format=JobIdRaw,AllocCPUS"],
+                       capture_output=True, text=True, timeout=60)
+    assert {line.split("|")[1] for line in p.stdout.splitlines() if line.strip()} == {"2"}, p.stdout
+    stage = wd / "results/micro/full/stage1_syn_count"
+    m = json.loads((stage / "manifest.json").read_text())
+    assert m["metrics"]["examples_seen"] == 4 * 8 * 2          # 4 steps x batch 8 x 2 ranks
+    assert len(list((stage / "tensorboard").iterdir())) == 1   # rank 0's curves only
+    assert (wd / "results/micro/gallery/gallery.html").is_file()

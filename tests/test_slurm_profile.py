@@ -140,3 +140,22 @@ def test_local_profile_limits_gpu_jobs(tmp_path):
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-3000:]
     assert "gpu=1" in out
+
+
+def test_cpu_processes_ask_slurm_for_every_cpu(tmp_path):
+    """resources.processes: 2 on CPU -> one job with processes x threads CPUs, torchrun inside."""
+    env, log = fake_cluster(tmp_path)
+    wd = workdir(tmp_path, 0)
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg["resources"] = {"gpus": 0, "processes": 2, "train_threads": 2}
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = SNAKEMAKE + ["--directory", str(wd), "--configfile", str(wd / "config.yaml"),
+                       "--profile", str(ROOT / "profiles/slurm"), "--profile", str(ROOT / "profiles/slurm-ci"),
+                       "--allowed-rules", "train_stage", "--latency-wait", "1",
+                       "--slurm-init-seconds-before-status-checks", "1", "-p", STAGE1]
+    p = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    argv = json.loads(log.read_text().splitlines()[0])
+    assert opt(argv, "--cpus-per-task") == "4", argv                  # 2 processes x 2 threads
+    assert not any(a.startswith("--gpus") for a in argv)
+    assert "OMP_NUM_THREADS=2 torchrun --standalone --nproc_per_node=2 -m lmmcl.cli train-stage" in out

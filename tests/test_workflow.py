@@ -81,6 +81,18 @@ def test_end_to_end_produces_tables(finished_run):
     assert m1["trainable"]["trainable_share"] == 1.0
     summary = p.stdout + p.stderr
     assert "learning_forgetting.md" in summary
+    # training curves next to each stage's checkpoint, listed in its manifest
+    events = m1["tracking"]["files"]
+    assert events and all((res / "full/stage1_syn_birds" / f).is_file() for f in events)
+    # the answer gallery: every benchmark, base + 2 stages of both methods
+    gallery = json.loads((res / "gallery/gallery.json").read_text())
+    assert list(gallery["benchmarks"]) == ["syn_birds", "syn_count", "syn_color"]
+    assert gallery["stages"] == ["0 base", "1 syn_birds", "2 syn_count"]
+    ex = gallery["benchmarks"]["syn_color"]["examples"]
+    assert len(ex) == 4 and all(len(e["answers"]["full"]) == 3 for e in ex)
+    assert all(a["verdict"] != "n/a" for e in ex for a in e["answers"]["sa_proj"])
+    assert (res / "gallery/gallery.html").stat().st_size > 0 and (res / "gallery/syn_count.png").stat().st_size > 0
+    assert "answer gallery: results/smoke/gallery/gallery.html" in summary
 
 
 @pytest.mark.slow
@@ -93,6 +105,8 @@ def test_finished_run_has_nothing_to_do(finished_run):
     assert "Nothing to be done" in p.stdout + p.stderr
     # storage format and launch settings are not params: switching them replans nothing
     p = smk(wd, "-n", "--config", "checkpoints={format: full}")
+    assert "Nothing to be done" in p.stdout + p.stderr
+    p = smk(wd, "-n", "--config", "tracking={report_to: none}")
     assert "Nothing to be done" in p.stdout + p.stderr
     # stages are deltas on the base, and evaluation composed them
     res = wd / "results/smoke"
@@ -120,6 +134,7 @@ def test_changing_one_stage_replans_that_stage_and_downstream_only(finished_run)
         ("train_stage", "method=sa_proj, k=2, task=syn_count"),
         ("evaluate_stage", "method=sa_proj, k=2, task=syn_count"),
         ("aggregate", ""),
+        ("gallery", ""),
     }
     assert jobs == expected
 

@@ -39,7 +39,7 @@ def cmd_build_base(a):
     from .train.stage import build_base
 
     m = build_base(model_cfg=a.model, experiment=a.experiment, out_manifest=a.out, data=a.data or [],
-                   hparams=a.hparams, seed=a.seed, threads=a.threads)
+                   hparams=a.hparams, seed=a.seed, threads=a.threads, tracking=a.tracking)
     _print_run(m, a.out)
 
 
@@ -49,7 +49,7 @@ def cmd_train_stage(a):
     m = train_stage(parent_manifest=a.parent, data=a.data, out_manifest=a.out, method=a.method,
                     recipe=a.recipe, hparams=a.hparams, extra_recipes=a.recipes, stage=a.stage,
                     task=a.task, threads=a.threads, method_spec=a.method_spec, deepspeed=a.deepspeed,
-                    checkpoint_format=a.checkpoint_format)
+                    checkpoint_format=a.checkpoint_format, tracking=a.tracking)
     if m:  # empty on the non-zero ranks of a multi-GPU launch
         _print_run(m, a.out)
 
@@ -129,6 +129,13 @@ def cmd_report(a):
     print(format_summary(a.results, a.plan))
 
 
+def cmd_gallery(a):
+    from .report.gallery import summary_line, write_gallery
+
+    outs = write_gallery(a.results, a.plan, a.data_root, a.out_dir, n=a.examples)
+    print(summary_line(outs))
+
+
 def cmd_probe_numbers(a):
     from .probes.common import parse_labelled
     from .probes.numbers import probe_numbers
@@ -173,6 +180,12 @@ def _probe_args(s):
     s.add_argument("--out-png", required=True)
 
 
+def _tracking_arg(s):
+    s.add_argument("--tracking", type=_json_arg, default=None,
+                   help='config `tracking` as JSON, e.g. \'{"report_to": ["tensorboard"]}\' (the default); '
+                        '\'{"report_to": []}\' logs nowhere')
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmmcl", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -202,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int)
     s.add_argument("--out", required=True, help="manifest.json to write")
+    _tracking_arg(s)
     s.set_defaults(func=cmd_build_base)
 
     s = sub.add_parser("train-stage", help="train one stage from its parent's checkpoint")
@@ -220,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--deepspeed", help="DeepSpeed JSON (config/deepspeed/zero2.json, zero3.json) for multi-GPU runs")
     s.add_argument("--checkpoint-format", choices=CHECKPOINT_FORMATS, default="delta",
                    help="delta: store only the tensors that differ from the parent (default); full: standalone")
+    _tracking_arg(s)
     s.set_defaults(func=cmd_train_stage)
 
     s = sub.add_parser("merge-stage", help="WiSE-FT: alpha x previous model + (1 - alpha) x finetuned stage")
@@ -265,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: one learning/forgetting table across these results/<experiment> folders")
     s.add_argument("--out", help="output folder of --across")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("gallery", help="answer gallery: fixed test examples with every method's answer after every stage")
+    s.add_argument("--results", default="results", help="results root (the experiment is a sub-folder)")
+    s.add_argument("--plan", type=_json_arg, required=True, help="report plan JSON of one experiment")
+    s.add_argument("--data-root", default="data", help="where the test parquet (the images) live")
+    s.add_argument("--examples", type=int, default=4, help="examples per benchmark (default 4)")
+    s.add_argument("--out-dir", required=True, help="writes gallery.html, gallery.json, <benchmark>.png here")
+    s.set_defaults(func=cmd_gallery)
 
     s = sub.add_parser("probe-numbers", help="number-token probe (counting bias) of checkpoints vs. the base")
     _probe_args(s)

@@ -115,6 +115,7 @@ class Plan:
     # ---- checks ---------------------------------------------------------------------------
     def check(self):
         self._check_model()
+        self._check_launch()
         if not self.sequence:
             raise ConfigError(f"sequence: empty; list at least one task (one stage each); allowed: "
                               f"{self._trainable_tasks()}")
@@ -165,6 +166,20 @@ class Plan:
             unknown = set(hp) - set(DEFAULT_HPARAMS)
             if unknown:
                 raise ConfigError(f"{where}: unknown hyperparameter(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_HPARAMS)}")
+
+    def _check_launch(self):
+        """`tracking` (lmmcl.train.tracking) and `resources.processes` vs `resources.gpus`."""
+        from .train import tracking
+
+        try:
+            tracking.normalize(self.cfg.get("tracking"))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        res = self.cfg.get("resources") or {}
+        procs, gpus = int(res.get("processes", 1) or 1), int(res.get("gpus", 0) or 0)
+        if procs > 1 and gpus >= 1:
+            raise ConfigError(f"resources.processes: {procs} with resources.gpus: {gpus}; with GPUs one process per GPU "
+                              f"is launched, so processes must be 1 (allowed: processes > 1 only with gpus: 0, on CPU)")
 
     def _check_model(self):
         """model.family is a family; a real family names model.checkpoint, and a local checkpoint

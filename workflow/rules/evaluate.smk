@@ -3,7 +3,8 @@
 
 # Built-in lmms-eval benchmarks (registry `builtin: true`) load their own data: only our
 # benchmarks have a parquet input. With resources.gpus > 1 the job runs data parallel under
-# `accelerate launch` (one process per GPU; rank 0 writes the outputs).
+# `accelerate launch` (one process per GPU), with resources.processes > 1 on CPU likewise over a
+# gloo group (`resources.launch`, rules/common.smk); rank 0 writes the outputs.
 
 EVAL_PARAMS = dict(
     benchmarks=" ".join(BENCHMARKS),
@@ -12,12 +13,8 @@ EVAL_PARAMS = dict(
     strict="--fail-on-empty" if config["evaluation"]["fail_on_empty"] else "",
     clock="--clock-exact-hours" if config["evaluation"].get("clock_exact_hours") else "",
     batch=f"--batch-size {config['evaluation'].get('batch_size', 1)}",
+    data_root=lambda wildcards: DATA,
 )
-EVAL_CMD = (
-    f"accelerate launch --num_processes {RESOURCES['gpus']} -m lmmcl.cli evaluate"
-    if RESOURCES["gpus"] > 1 else "lmmcl evaluate"
-)
-
 
 rule evaluate_base:
     input:
@@ -27,16 +24,21 @@ rule evaluate_base:
         eval_outputs(LAYOUT.eval_dir("{seed}", None, 0, None)),
     params:
         **EVAL_PARAMS,
-        out_dir=lambda w: LAYOUT.eval_dir(w.seed, None, 0, None),
-    threads: RESOURCES["eval_threads"]
+        out_dir=out_dir_of(0),
+    threads: RESOURCES["eval_threads"] * CPU_PROCS
     resources:
         gpu=RESOURCES["gpus"],
+        processes=CPU_PROCS,
+        proc_threads=proc_threads,
+        launch=eval_launch,
     log:
         LAYOUT.log("{seed}", "evals", "base"),
+    conda:
+        CONDA_ENV
     shell:
-        "{EVAL_CMD} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
+        "{resources.launch} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {params.data_root} "
         "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} {params.clock} "
-        "{params.batch} --threads {threads} > {log} 2>&1"
+        "{params.batch} --threads {resources.proc_threads} > {log} 2>&1"
 
 
 rule evaluate_stage:
@@ -47,16 +49,21 @@ rule evaluate_stage:
         eval_outputs(LAYOUT.eval_dir("{seed}", "{method}", "{k}", "{task}")),
     params:
         **EVAL_PARAMS,
-        out_dir=lambda w: LAYOUT.eval_dir(w.seed, w.method, w.k, w.task),
-    threads: RESOURCES["eval_threads"]
+        out_dir=out_dir_of(0),
+    threads: RESOURCES["eval_threads"] * CPU_PROCS
     resources:
         gpu=RESOURCES["gpus"],
+        processes=CPU_PROCS,
+        proc_threads=proc_threads,
+        launch=eval_launch,
     log:
         LAYOUT.log("{seed}", "evals", "{method}", "stage{k}_{task}"),
+    conda:
+        CONDA_ENV
     shell:
-        "{EVAL_CMD} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {DATA} "
+        "{resources.launch} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {params.data_root} "
         "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} {params.clock} "
-        "{params.batch} --threads {threads} > {log} 2>&1"
+        "{params.batch} --threads {resources.proc_threads} > {log} 2>&1"
 
 
 rule evaluate_bases:

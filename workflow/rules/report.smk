@@ -30,5 +30,33 @@ rule aggregate:
         plan=dumps(PLAN.report_plan()),
     log:
         f"{RES}/logs/aggregate.log",
+    conda:
+        CONDA_ENV
     shell:
         "lmmcl report --results results --plan {params.plan:q} > {log} 2>&1"
+
+
+# Answer gallery: a few fixed test examples per benchmark (image, question, gold answer) with every
+# method's answer after every stage, wrong ones marked (lmmcl.report.gallery). Reads the
+# evaluations' samples files (written before their JSON) and the test parquet for the images.
+rule gallery:
+    input:
+        evals=all_eval_files(),
+        data=[test_split(b) for b in PLAN.local_benchmarks],
+    output:
+        html=report(f"{RES}/gallery/gallery.html", caption="../report/gallery.rst", category="5. Answer gallery"),
+        json=f"{RES}/gallery/gallery.json",
+        png=report([f"{RES}/gallery/{b}.png" for b in BENCHMARKS], caption="../report/gallery_png.rst",
+                   category="5. Answer gallery", subcategory="Per benchmark"),
+    params:
+        plan=dumps(PLAN.report_plan()),
+        examples=config["gallery"]["examples"],
+        data_root=lambda wildcards: DATA,
+        out_dir=out_dir_of("html"),
+    log:
+        f"{RES}/logs/gallery.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "lmmcl gallery --results results --plan {params.plan:q} --data-root {params.data_root} "
+        "--examples {params.examples} --out-dir {params.out_dir} > {log} 2>&1"

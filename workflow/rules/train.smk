@@ -2,11 +2,7 @@
 # its `params`, so changing one stage's config reruns that stage and what depends on it only.
 
 
-def base_data(wildcards):
-    if config["model"]["family"] != "tiny_llava":
-        return []
-    skills = config["model"].get("base_training", {}).get("skills") or PLAN.held_out
-    return [train_split(s) for s in skills]
+# (base_data, train_launch, deepspeed_arg, TRACKING, CKPT_FORMAT: rules/common.smk)
 
 
 rule build_base:
@@ -16,40 +12,29 @@ rule build_base:
     output:
         LAYOUT.base_manifest("{seed}"),
     params:
+        experiment=EXP,
         model=dumps(config["model"]),
         hparams=dumps(config["model"].get("base_training", {}).get("hparams", {})),
     threads: RESOURCES["train_threads"]
     resources:
         gpu=RESOURCES["gpus"],
+        tracking=TRACKING,
     log:
         LAYOUT.log("{seed}", "base"),
+    conda:
+        CONDA_ENV
     shell:
-        "lmmcl build-base --experiment {EXP} --model {params.model:q} --hparams {params.hparams:q} "
-        "--data {input.data} --seed {wildcards.seed} --threads {threads} --out {output} > {log} 2>&1"
+        "lmmcl build-base --experiment {params.experiment} --model {params.model:q} --hparams {params.hparams:q} "
+        "--data {input.data} --seed {wildcards.seed} --threads {threads} --tracking {resources.tracking:q} "
+        "--out {output} > {log} 2>&1"
 
 
-def _deepspeed_arg():
-    """`--deepspeed <json>` from resources.deepspeed: zero2 / zero3 (config/deepspeed/) or a path."""
-    ds = RESOURCES.get("deepspeed")
-    if not ds:
-        return ""
-    path = Path(workflow.basedir).parent / "config" / "deepspeed" / f"{ds}.json" if ds in ("zero2", "zero3") else Path(ds)
-    if not path.is_file():
-        sys.exit(f"Config error: resources.deepspeed: {ds!r} is neither zero2, zero3 nor an existing JSON file")
-    return f"--deepspeed {path}"
-
-
-# One process per GPU (torchrun, GPU count from the rule's `resources.gpu`) when GPUs are requested;
-# a plain `lmmcl train-stage` on CPU. Launch settings are not params: they change no result's meaning
-# (the effective batch is batch_size × grad_accum × GPUs, so keep it fixed by adjusting grad_accum).
-TRAIN_LAUNCH = (
-    "torchrun --standalone --nproc_per_node={resources.gpu} -m lmmcl.cli" if RESOURCES["gpus"] >= 1 else "lmmcl"
-)
-DEEPSPEED_ARG = _deepspeed_arg()
-# storage only (the weights a stage loads are the same either way), so not a param either.
-# Both are filled in at run time as `{NAME}` placeholders: Snakemake's "code" rerun trigger
-# compares the rule's shell template, so a value pasted into it would rerun every stage.
-CKPT_FORMAT = config["checkpoints"]["format"]
+# One process per GPU (torchrun) when GPUs are requested; on CPU resources.processes processes
+# (torchrun over gloo), or a plain `lmmcl train-stage`: `resources.launch` (rules/common.smk).
+# Launch settings are not params: they change no result's meaning (the effective batch is
+# batch_size × grad_accum × processes, so keep it fixed by adjusting grad_accum). Rank 0 alone
+# writes the checkpoint, the manifest and the training curves. The checkpoint format is storage
+# only and the tracking where curves go: not params either.
 
 
 rule train_stage:
@@ -66,16 +51,25 @@ rule train_stage:
         recipes=dumps(config.get("recipes") or {}),
         hparams=lambda w: dumps(PLAN.hparams(w.method, w.task, w.seed)),
         method_spec=lambda w: dumps(PLAN.method_spec(w.method)),
-    threads: RESOURCES["train_threads"]
+    threads: RESOURCES["train_threads"] * CPU_PROCS
     resources:
         gpu=RESOURCES["gpus"],
+        processes=CPU_PROCS,
+        proc_threads=proc_threads,
+        launch=train_launch,
+        deepspeed=DEEPSPEED_ARG,
+        ckpt_format=CKPT_FORMAT,
+        tracking=TRACKING,
     log:
         LAYOUT.log("{seed}", "{method}", "stage{k}_{task}"),
+    conda:
+        CONDA_ENV
     shell:
-        TRAIN_LAUNCH + " train-stage --parent {input.parent} --data {input.data} --method {wildcards.method} "
+        "{resources.launch} train-stage --parent {input.parent} --data {input.data} --method {wildcards.method} "
         "--recipe {params.recipe} --recipes {params.recipes:q} --hparams {params.hparams:q} "
         "--stage {wildcards.k} --task {wildcards.task} --method-spec {params.method_spec:q} "
-        "--threads {threads} {DEEPSPEED_ARG} --checkpoint-format {CKPT_FORMAT} --out {output} > {log} 2>&1"
+        "--threads {resources.proc_threads} {resources.deepspeed} --checkpoint-format {resources.ckpt_format} "
+        "--tracking {resources.tracking:q} --out {output} > {log} 2>&1"
 
 
 # WiSE-FT (methods with `method: wise_ft`): the stage trains into `<stage>/finetuned/`, then
@@ -102,8 +96,12 @@ rule merge_stage:
     params:
         alpha=lambda w: PLAN.method_spec(w.method)["alpha"],
     threads: RESOURCES["train_threads"]
+    resources:
+        ckpt_format=CKPT_FORMAT,
     log:
         LAYOUT.log("{seed}", "{method}", "stage{k}_{task}.merge"),
+    conda:
+        CONDA_ENV
     shell:
         "lmmcl merge-stage --previous {input.previous} --finetuned {input.finetuned} "
-        "--alpha {params.alpha} --threads {threads} --checkpoint-format {CKPT_FORMAT} --out {output} > {log} 2>&1"
+        "--alpha {params.alpha} --threads {threads} --checkpoint-format {resources.ckpt_format} --out {output} > {log} 2>&1"

@@ -10,8 +10,9 @@ prompt from `[{type: image}, {type: text}]` messages. Differences from lmms-eval
 
 - CPU defaults: `device="cpu"`, `device_map=<device>` (the parent's `device_map=""` is
   rejected by transformers 5), dtype float32 on CPU ("auto" elsewhere). Under
-  `accelerate launch` with several processes each rank takes `cuda:<local rank>` and
-  lmms-eval shards the documents (data parallel).
+  `accelerate launch` with several processes each rank takes `cuda:<local rank>` (on a
+  machine without GPUs: a gloo process group on CPU) and lmms-eval shards the documents
+  (data parallel).
 - Batched greedy generation (`batch_size=N`): prompts of one task with the same generation
   settings are left-padded together, with the attention mask from the processor, so batch N
   gives the answers of batch 1 (tests/test_evaluation.py checks it on the tiny model).
@@ -78,9 +79,13 @@ class LmmclLlava(LlavaHf):
         batch_size = int(batch_size)
         if batch_size < 1:
             raise ValueError(f"lmmcl model: batch_size must be >= 1, got {batch_size}")
-        accelerator = Accelerator()
         device = str(device or "cpu")
-        if accelerator.num_processes > 1:  # accelerate launch: one GPU per rank, data parallel
+        # cpu=True: several processes on a machine without GPUs (accelerate launch / torchrun)
+        # form a gloo group; without it each would think it runs alone, evaluate every document
+        # and write. Where GPUs exist, several processes take one GPU per rank (data parallel).
+        on_cpu = device.startswith("cpu") and not torch.cuda.is_available()
+        accelerator = Accelerator(cpu=on_cpu)
+        if accelerator.num_processes > 1 and not on_cpu:
             device = f"cuda:{accelerator.local_process_index}"
             device_map = device
         device_map = device_map or device

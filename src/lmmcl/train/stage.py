@@ -69,13 +69,17 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
                 method: str, recipe: str, hparams: dict, extra_recipes: dict | None = None,
                 stage: int | None = None, task: str | None = None, threads: int | None = None,
                 method_spec: dict | None = None, deepspeed: str | None = None,
-                checkpoint_format: str = "delta") -> dict:
+                checkpoint_format: str = "delta", tracking: dict | None = None) -> dict:
+    """`tracking`: config `tracking` (lmmcl.train.tracking; default TensorBoard into the stage folder)."""
     from . import methods
+    from . import tracking as tracking_mod
     from .trainer import fit
 
     _set_threads(threads)
     out_manifest = Path(out_manifest)
     stage_dir = out_manifest.parent
+    tracking = tracking_mod.normalize(tracking)
+    tracking_mod.check_installed(tracking)
     # parent (and its family), recipe and data rows, before the (possibly minutes-long) model load
     parent_ckpt = check_stage_inputs(parent_manifest, data, recipe=recipe, extra_recipes=extra_recipes,
                                      method_spec=method_spec)
@@ -103,8 +107,12 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     resume_key = config_hash({"recipe": recipe, "hparams": hparams, "extra": extra_recipes, "data": data_record,
                               "method_spec": hook.spec,
                               "parent": parent.get("hashes") or parent.get("config_hash")})
+    run_name = f"{method}/stage{stage}_{task}" if stage is not None and task else f"{method}/{stage_dir.name}"
     metrics = fit(model, processor, dataset, hparams, stage_dir / "trainer", resume_key=resume_key, hook=hook,
-                  deepspeed=deepspeed)
+                  deepspeed=deepspeed, tracking=tracking,
+                  run={"stage_dir": stage_dir, "experiment": parent.get("experiment"), "group": method,
+                       "run_name": run_name, "tags": {"method": method, "stage": stage, "task": task}})
+    tracked = metrics.pop("tracking", None)
     model = hook.finalize(model)  # e.g. LoRA merge_and_unload: the checkpoint is a plain model
     if not is_main_process():  # multi-GPU launch: rank 0 alone writes the checkpoint and manifest
         return {}
@@ -133,6 +141,8 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
         "n_train_examples": len(dataset),
         "metrics": metrics,
         "hashes": file_hashes(stage_dir / MODEL_DIR),
+        # training curves (tensorboard/ event files etc.) next to model/, never in the checkpoint
+        "tracking": tracked,
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -142,7 +152,7 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
 
 
 def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, data: list[str | Path],
-               hparams: dict, seed: int = 0, threads: int | None = None) -> dict:
+               hparams: dict, seed: int = 0, threads: int | None = None, tracking: dict | None = None) -> dict:
     """Stage 0. For the tiny family: build from a seeded config and pre-train on the held-out
     skills (so the base has abilities that later stages can forget). For real families: a
     manifest that points at the published checkpoint (downloaded by whoever loads it)."""
@@ -157,8 +167,11 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
         return manifest
 
     from ..models.tiny import TinySpec, build_tiny_llava
+    from . import tracking as tracking_mod
     from .trainer import fit
 
+    tracking = tracking_mod.normalize(tracking)
+    tracking_mod.check_installed(tracking)
     if data:
         check_data(data)  # every row, before building and pre-training the base
     _set_threads(threads)
@@ -166,19 +179,23 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
     model, processor = build_tiny_llava(spec, seed=seed)
     trainable = recipes.apply(model, "full")
     metrics = None
+    tracked = None
     n = 0
     if data:
         dataset = load_training_data(data)
         n = len(dataset)
         key = config_hash({"model": model_cfg, "hparams": hparams, "seed": seed, "data": _data_record(data)})
-        metrics = fit(model, processor, dataset, hparams, out_manifest.parent / "trainer", resume_key=key)
+        metrics = fit(model, processor, dataset, hparams, out_manifest.parent / "trainer", resume_key=key,
+                      tracking=tracking, run={"stage_dir": out_manifest.parent, "experiment": experiment,
+                                              "group": "base", "run_name": "base", "tags": {"stage": 0}})
+        tracked = metrics.pop("tracking", None)
     save_model_atomic(model, processor, out_manifest.parent / MODEL_DIR)
     manifest.update(
         checkpoint=MODEL_DIR, checkpoint_is_local=True, tiny_spec=spec.__dict__, seed=seed,
         recipe="full", hyperparameters=hparams, trainable=trainable,
         config_hash=config_hash({"model": model_cfg, "hparams": hparams, "seed": seed}),
         data=_data_record(data), n_train_examples=n, metrics=metrics,
-        hashes=file_hashes(out_manifest.parent / MODEL_DIR),
+        hashes=file_hashes(out_manifest.parent / MODEL_DIR), tracking=tracked,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     atomic_write_json(out_manifest, manifest)

@@ -22,6 +22,7 @@ from ..recipes import role_of
 from .collate import AnswerOnlyCollator
 from .hparams import DEFAULT_HPARAMS
 from ..models.io import attach_method_layers
+from . import tracking as tracking_mod
 from .methods import unwrap
 
 class _LossLog(TrainerCallback):
@@ -59,13 +60,48 @@ class _MemoryLog(TrainerCallback):
         }
 
 
+class _LogState(TrainerCallback):
+    """What StageTrainer.log adds: the clock of tokens/s starts once training (or a resumed run,
+    its state loaded) begins; each param group's lr is taken after the optimizer step and before
+    the scheduler's, as the Trainer takes its own `learning_rate`."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.trainer._last_log = (time.perf_counter(), state.num_input_tokens_seen)
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kw):
+        if optimizer is not None:
+            self.trainer._step_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+
+
 class StageTrainer(Trainer):
     """Trainer whose optimizer gives each role (vision tower, projector, ...) its own lr."""
 
     def __init__(self, *a, role_lr: dict | None = None, hook=None, **kw):
         self.role_lr = dict(role_lr or {})
         self.hook = hook  # method hook (train/methods): may replace the loss
+        self._lr_group_of_role: dict[str, int] = {}  # trained role -> optimizer param group
+        self._last_log = None  # (time, tokens seen) at the previous log: tokens/s per interval
+        self._step_lrs: list[float] = []  # lr of each param group at the last optimizer step
         super().__init__(*a, **kw)
+        self.add_callback(_LogState(self))
+
+    # Logged at every logging step next to the Trainer's loss / grad_norm / learning_rate (the
+    # first group's lr only): the lr of each trained role and the input tokens per second.
+    LOG_ROLES = ("vision_tower", "projector", "newline", "embeddings", "llm_layers", "llm_norm", "lm_head", "llm")
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs:
+            for role, i in self._lr_group_of_role.items():
+                if i < len(self._step_lrs):
+                    logs[f"lr/{role}"] = self._step_lrs[i]
+            now, seen = time.perf_counter(), self.state.num_input_tokens_seen
+            if self._last_log is not None and now > self._last_log[0]:
+                logs["tokens_per_second"] = round((seen - self._last_log[1]) / (now - self._last_log[0]), 2)
+            self._last_log = (now, seen)
+        super().log(logs, start_time)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.hook is None or not self.hook.has_loss:
@@ -148,6 +184,7 @@ class StageTrainer(Trainer):
         if unknown:
             raise ValueError(f"role_lr names unknown role(s) {unknown}; family {family.name} has {sorted(family.roles)}")
         groups: dict[tuple[float, float], list] = {}
+        log_role: dict[str, tuple[float, float]] = {}
         for name, p in model.named_parameters():
             if not p.requires_grad:
                 continue  # frozen tensors get no optimizer state
@@ -155,14 +192,20 @@ class StageTrainer(Trainer):
             lr = self.role_lr[role] if role else self.args.learning_rate
             wd = self.args.weight_decay if p.ndim >= 2 else 0.0
             groups.setdefault((lr, wd), []).append(p)
+            # roles of role_lr are unions of these finest roles, so the lr is one per logged role
+            log_role.setdefault(role_of(name, family, list(self.LOG_ROLES)) or "other", (lr, wd))
         param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+        index = {key: i for i, key in enumerate(groups)}
+        self._lr_group_of_role = {role: index[key] for role, key in log_role.items()}
         self.optimizer = torch.optim.AdamW(param_groups, lr=self.args.learning_rate)
         return self.optimizer
 
 
-def training_arguments(hp: dict, work_dir: Path, deepspeed: str | None = None) -> TrainingArguments:
+def training_arguments(hp: dict, work_dir: Path, deepspeed: str | None = None, tracking: dict | None = None,
+                       run_name: str | None = None) -> TrainingArguments:
     cuda = torch.cuda.is_available()
     steps = hp.get("steps")
+    tracking = tracking_mod.normalize(tracking)
     return TrainingArguments(
         output_dir=str(work_dir),
         max_steps=int(steps) if steps else -1,
@@ -180,11 +223,14 @@ def training_arguments(hp: dict, work_dir: Path, deepspeed: str | None = None) -
         # would pass no gradient into the checkpointed layers
         gradient_checkpointing_kwargs={"use_reentrant": False},
         deepspeed=deepspeed,  # a ZeRO JSON (config/deepspeed/); the launcher sets WORLD_SIZE
-        logging_steps=max(1, (int(steps) if steps else 100) // 20),
+        logging_steps=tracking_mod.logging_steps(tracking, steps),
         save_strategy="steps" if hp.get("save_steps") else "no",
         save_steps=int(hp["save_steps"]) if hp.get("save_steps") else 500,
         save_total_limit=1,
-        report_to=[],
+        # the Trainer's own integrations (config `tracking`; lmmcl.train.tracking sets where they write)
+        report_to=tracking["report_to"] or "none",
+        run_name=run_name,
+        include_num_input_tokens_seen="non_padding",  # tokens/s in the logs
         seed=int(hp["seed"]),
         data_seed=int(hp["seed"]),
         dataloader_num_workers=0,
@@ -240,11 +286,14 @@ def resumable_checkpoint(work_dir: Path, key: str) -> str | None:
 
 
 def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: str | None = None,
-        hook=None, deepspeed: str | None = None) -> dict:
+        hook=None, deepspeed: str | None = None, tracking: dict | None = None, run: dict | None = None) -> dict:
     """Train `model` in place on `dataset` (rows with image/question/answer); return run metrics.
 
     With `save_steps`, the Trainer keeps its last in-stage checkpoint in `work_dir`; a rerun
     with the same `resume_key` (config + parent + data) continues from it after a kill.
+    `tracking` is config `tracking` (default: TensorBoard); `run` names the run: `stage_dir`
+    (where the curves go, default the parent of `work_dir`), `experiment`, `group` (the
+    method), `run_name`, `tags`. The returned metrics hold the tracking record under "tracking".
     """
     hp = {**DEFAULT_HPARAMS, **hp}
     if hp.get("limit"):
@@ -257,7 +306,19 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     resume = resumable_checkpoint(work_dir, resume_key or "") if hp.get("save_steps") else None
     if resume:
         print(f"resuming from in-stage checkpoint {resume}", flush=True)
-    args = training_arguments(hp, work_dir, deepspeed=deepspeed)
+    run = dict(run or {})
+    stage_dir = Path(run.get("stage_dir") or work_dir.parent)
+    run_name = run.get("run_name") or stage_dir.name
+    tracking = tracking_mod.normalize(tracking)
+    args = training_arguments(hp, work_dir, deepspeed=deepspeed, tracking=tracking, run_name=run_name)
+    main = args.process_index == 0
+    if main:
+        tracking_mod.prepare_stage_dir(tracking, stage_dir, resuming=bool(resume))
+    # where the integrations write (environment variables they read), restored after training
+    env, restore_env = tracking_mod.set_environment(tracking, stage_dir, experiment=run.get("experiment"),
+                                                    group=run.get("group"), tags=run.get("tags"))
+    if main and "mlflow" in tracking["report_to"]:
+        tracking_mod.ensure_mlflow_experiment(env)
     log, mem = _LossLog(), _MemoryLog()
     trainer = StageTrainer(
         model=model,
@@ -269,10 +330,14 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
         hook=hook,
     )
     t0 = time.time()
-    out = trainer.train(resume_from_checkpoint=resume)
+    try:
+        out = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        tracking_mod.finish_runs(tracking)  # one run per stage, also when stages share a process
+        restore_env()
     seconds = time.time() - t0
     steps = out.global_step
-    examples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps
+    examples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     first = log.losses[0] if log.losses else math.nan
     last = log.losses[-1] if log.losses else math.nan
     return {
@@ -285,4 +350,5 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
         "seconds": round(seconds, 2),
         "examples_per_second": round(examples / seconds, 2) if seconds else None,
         "memory": mem.report or None,
+        "tracking": tracking_mod.manifest_record(tracking, stage_dir, env, run_name, args.logging_steps) if main else None,
     }
