@@ -230,3 +230,29 @@ def test_validate_split_missing_columns(tmp_path):
 
 def test_contract_module_constants():
     assert contract.REQUIRED_COLUMNS == ("id", "image", "question", "answer", "task")
+
+
+def test_base_only_data_wordings_and_language_prior():
+    from lmmcl.data.synthetic import QUESTION_VARIANTS
+
+    # held-out skills: the train split (the base's) asks every wording, the test split the first only
+    for skill, wordings in QUESTION_VARIANTS.items():
+        train = generate(skill, "train", 200, seed=0)
+        assert {r["question"] for r in train} == set(wordings)
+        assert {r["question"] for r in generate(skill, "test", 50, seed=0)} == {wordings[0]}
+        # the pictures do not depend on the wording: same images as without variants
+        assert train[0]["answer"] == generate(skill, "train", 1, seed=0)[0]["answer"]
+    # the language prior: each target's own question + a text hint, blank image, the target's answer format
+    prior = generate("syn_prior", "train", 100, seed=0)
+    assert {r["label"] for r in prior} == {"syn_birds", "syn_count", "syn_texture", "syn_words", "syn_clock"}
+    for r in prior:
+        question, hint = r["question"].rsplit("\nHint: ", 1)
+        assert len(set(r["image"].getdata())) == 1  # one grey: nothing to read from the picture
+        if r["label"] == "syn_count":
+            assert question.startswith("How many") and f" {hint} " in r["answer"]
+        if r["label"] == "syn_clock":
+            h, m = hint.split()
+            assert r["answer"] == f"{int(h):02d}:{int(m):02d}"
+        if r["label"] == "syn_birds":
+            options = question.split("\n")[1:5]
+            assert f"{r['answer']}. {hint}" in options

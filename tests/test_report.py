@@ -499,8 +499,16 @@ def test_pareto_table_and_sweep_lr_rule(tmp_path):
     assert par["pareto"].tolist() == [True, True]  # neither dominates: one learns more, the other forgets less
     # same recipe, lrs 1e-4 (Learning 62.5) and 1e-3 (52.5): the smallest lr reaching 55 pp is 1e-4
     assert par.loc["full", "lr_rule"] == "picked" and par.loc["sa_proj", "lr_rule"] == ""
-    assert sweep.pick_lrs(plan["sweep"], par["Learning"].to_dict(), 70) == {
+    assert sweep.pick_lrs(plan["sweep"], par["Learning"].to_dict(), {"min_learning": 70}) == {
         "full": "picked (below bar)", "sa_proj": ""}
+    # one lr for every recipe: the lr the reference recipe learns most with
+    points = {"llm_a": {"recipe": "llm", "lr": 1e-4}, "llm_b": {"recipe": "llm", "lr": 3e-4},
+              "sa_a": {"recipe": "sa_proj", "lr": 1e-4}, "sa_b": {"recipe": "sa_proj", "lr": 3e-4}}
+    learning = {"llm_a": 40.0, "llm_b": 55.0, "sa_a": 60.0, "sa_b": 20.0}
+    assert sweep.pick_lrs(points, learning, {"reference": "llm"}) == {
+        "llm_a": "", "llm_b": "picked", "sa_a": "", "sa_b": "picked"}
+    with pytest.raises(ValueError, match="no method of the sweep has recipe 'full'"):
+        sweep.pick_lrs(points, learning, {"reference": "full"})
     write_report(tmp_path, plan)
     md = (tmp_path / EXP / "tables" / "pareto.md").read_text()
     assert "| full |" in md and "picked" in md and "smallest lr whose mean Learning reaches 55.0 pp" in md

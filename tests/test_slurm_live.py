@@ -136,10 +136,10 @@ def test_changing_one_stage_lr_reruns_it_and_downstream_only(first_run):
 
     jobs = jobs_of(out)
     assert set(jobs) == {
-        ("train_stage", "method=sa_proj, k=1, task=syn_birds"),
-        ("evaluate_stage", "method=sa_proj, k=1, task=syn_birds"),
-        ("train_stage", "method=sa_proj, k=2, task=syn_count"),      # downstream stage
-        ("evaluate_stage", "method=sa_proj, k=2, task=syn_count"),
+        ("train_stage", "seed=0, method=sa_proj, k=1, task=syn_birds"),
+        ("evaluate_stage", "seed=0, method=sa_proj, k=1, task=syn_birds"),
+        ("train_stage", "seed=0, method=sa_proj, k=2, task=syn_count"),      # downstream stage
+        ("evaluate_stage", "seed=0, method=sa_proj, k=2, task=syn_count"),
         ("aggregate", ""),
         ("gallery", ""),
     }
@@ -167,7 +167,7 @@ def test_two_cpu_process_jobs_through_slurm(tmp_path):
     p = subprocess.run(["sacct", "-X", "-P", "-n", "-j", ",".join(multi), "--format=JobIdRaw,AllocCPUS"],
                        capture_output=True, text=True, timeout=60)
     assert {line.split("|")[1] for line in p.stdout.splitlines() if line.strip()} == {"2"}, p.stdout
-    stage = wd / "results/micro/full/stage1_syn_count"
+    stage = wd / "results/micro/seed0/full/stage1_syn_count"
     m = json.loads((stage / "manifest.json").read_text())
     assert m["metrics"]["examples_seen"] == 4 * 8 * 2          # 4 steps x batch 8 x 2 ranks
     assert len(list((stage / "tensorboard").iterdir())) == 1   # rank 0's curves only

@@ -83,7 +83,7 @@ def test_end_to_end_produces_tables(finished_run):
     assert "learning_forgetting.md" in summary
     # training curves next to each stage's checkpoint, listed in its manifest
     events = m1["tracking"]["files"]
-    assert events and all((res / "full/stage1_syn_birds" / f).is_file() for f in events)
+    assert events and all((res / "seed0/full/stage1_syn_birds" / f).is_file() for f in events)
     # the answer gallery: every benchmark, base + 2 stages of both methods
     gallery = json.loads((res / "gallery/gallery.json").read_text())
     assert list(gallery["benchmarks"]) == ["syn_birds", "syn_count", "syn_color"]
@@ -127,12 +127,12 @@ def test_changing_one_stage_replans_that_stage_and_downstream_only(finished_run)
     assert p.returncode == 0, p.stderr[-3000:]
     jobs = planned_jobs(p.stdout + p.stderr)
     expected = {
-        ("train_stage", "method=full, k=2, task=syn_count"),
-        ("evaluate_stage", "method=full, k=2, task=syn_count"),
-        ("train_stage", "method=sa_proj, k=1, task=syn_birds"),
-        ("evaluate_stage", "method=sa_proj, k=1, task=syn_birds"),
-        ("train_stage", "method=sa_proj, k=2, task=syn_count"),
-        ("evaluate_stage", "method=sa_proj, k=2, task=syn_count"),
+        ("train_stage", "seed=0, method=full, k=2, task=syn_count"),
+        ("evaluate_stage", "seed=0, method=full, k=2, task=syn_count"),
+        ("train_stage", "seed=0, method=sa_proj, k=1, task=syn_birds"),
+        ("evaluate_stage", "seed=0, method=sa_proj, k=1, task=syn_birds"),
+        ("train_stage", "seed=0, method=sa_proj, k=2, task=syn_count"),
+        ("evaluate_stage", "seed=0, method=sa_proj, k=2, task=syn_count"),
         ("aggregate", ""),
         ("gallery", ""),
     }

@@ -232,6 +232,15 @@ class Plan:
             if t not in trainable:
                 raise ConfigError(f"sequence: task {t!r} is not a dataset with a train split "
                                   f"(registry/datasets.yaml); allowed: {trainable}")
+        base_skills = (((self.cfg.get("model") or {}).get("base_training") or {}).get("skills")) or []
+        for t in base_skills:
+            if t not in trainable:
+                raise ConfigError(f"model.base_training.skills: {t!r} is not a dataset with a train split "
+                                  f"(registry/datasets.yaml); allowed: {trainable}")
+        synthetic = sorted(n for n, s in reg.items() if s.get("source") == "synthetic")
+        for t in (((self.cfg.get("data") or {}).get("synthetic") or {}).get("train_sizes") or {}):
+            if t not in synthetic:
+                raise ConfigError(f"data.synthetic.train_sizes: {t!r} is not a synthetic skill; allowed: {synthetic}")
         convertible = sorted(n for n, s in reg.items() if s.get("converter"))
         for name, opts in ((self.cfg.get("data") or {}).get("sources") or {}).items():
             if name not in convertible:

@@ -7,16 +7,20 @@ included, or a training hyperparameter)::
     sweep:
       grid: {recipe: [llm, sa_proj, mlp_gate_up], lr: [1.0e-4, 3.0e-4, 1.0e-3]}
       method: {}                        # keys every sweep method shares (e.g. method: lwf)
-      lr_rule: {min_learning: 30}       # the lr rule reported in tables/sweep.md
+      lr_rule: {reference: llm}         # the lr rule reported in tables/pareto.md
 
 Each grid point becomes the method `<recipe>_<key><value>...` (e.g. `sa_proj_lr3e-4`), so the
 sweep runs through the same DAG, seeds and tables as hand-written methods, and the report adds
 the Pareto table and plot (Learning vs HeldOut_mean) over every method and seed.
 
-The lr rule (`pick_lrs`): among the grid points that differ only in `lr`, take the **smallest lr
-whose Learning (mean over seeds) reaches `min_learning`** pp; where none does, the lr with the
-highest Learning, marked as below the bar. The same rule for every recipe: a recipe that learns
-slowly gets a larger lr, never a smaller bar.
+Two lr rules (`pick_lrs`), each the same for every recipe:
+
+- `{reference: <recipe>}` -- **one lr for every recipe** (the study's protocol: every component
+  recipe at the same lr): the lr with which the reference recipe (e.g. the whole LLM, the standard
+  fine-tune) learns most, i.e. the highest mean Learning over seeds.
+- `{min_learning: <pp>}` -- **one lr per recipe**: among the grid points that differ only in `lr`,
+  the smallest lr whose mean Learning reaches the bar; where none does, the lr with the highest
+  Learning, marked as below the bar. A recipe that learns slowly gets a larger lr, never a smaller bar.
 """
 from __future__ import annotations
 
@@ -73,15 +77,45 @@ def grid_points(sweep: dict | None) -> dict[str, dict]:
     return {method_name(dict(zip(grid, v))): dict(zip(grid, v)) for v in itertools.product(*grid.values())}
 
 
-def pick_lrs(points: dict[str, dict], learning: dict[str, float], min_learning: float) -> dict[str, str]:
-    """The lr rule: {method: "picked" | "picked (below bar)" | ""} for every swept method.
+def pick_lrs(points: dict[str, dict], learning: dict[str, float], rule: dict) -> dict[str, str]:
+    """The lr rule (module docstring): {method: verdict} for every swept method, the verdict being
+    "picked", "picked (below bar)" or "" (not picked).
 
     `points`: each method's grid point (must hold `lr`); `learning`: its mean Learning (pp).
     """
-    groups: dict[tuple, list[str]] = {}
     for m, point in points.items():
         if "lr" not in point:
             raise ValueError(f"the lr rule needs `lr` in sweep.grid; method {m} has {sorted(point)}")
+    if "reference" in rule:
+        return _shared_lr(points, learning, str(rule["reference"]))
+    return _lr_per_recipe(points, learning, float(rule["min_learning"]))
+
+
+def _shared_lr(points, learning, reference: str) -> dict[str, str]:
+    """Per group of grid points that differ only in recipe and lr: the lr of the reference recipe's
+    highest Learning, picked for every recipe of the group."""
+    groups: dict[tuple, list[str]] = {}
+    for m, point in points.items():
+        key = tuple(sorted((k, repr(v)) for k, v in point.items() if k not in ("lr", "recipe")))
+        groups.setdefault(key, []).append(m)
+    verdict = {m: "" for m in points}
+    for members in groups.values():
+        ref = [m for m in members if points[m].get("recipe") == reference and not math.isnan(learning.get(m, math.nan))]
+        if not ref:
+            if not any(points[m].get("recipe") == reference for m in members):
+                raise ValueError(f"lr_rule.reference: no method of the sweep has recipe {reference!r}; "
+                                 f"allowed: {sorted({str(points[m].get('recipe')) for m in members})}")
+            continue
+        best = float(points[max(ref, key=lambda m: learning[m])]["lr"])
+        for m in members:
+            if float(points[m]["lr"]) == best:
+                verdict[m] = "picked"
+    return verdict
+
+
+def _lr_per_recipe(points, learning, min_learning: float) -> dict[str, str]:
+    groups: dict[tuple, list[str]] = {}
+    for m, point in points.items():
         key = tuple(sorted((k, repr(v)) for k, v in point.items() if k != "lr"))
         groups.setdefault(key, []).append(m)
     verdict = {m: "" for m in points}

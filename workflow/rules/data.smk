@@ -10,7 +10,8 @@ rule make_synthetic:
         skill=r"syn_[a-z]+",
         split="train|test",
     params:
-        n=lambda w: SYN["train_size"] if w.split == "train" else SYN["test_size"],
+        n=lambda w: (SYN.get("train_sizes") or {}).get(w.skill, SYN["train_size"]) if w.split == "train"
+        else SYN["test_size"],
         seed=SYN["seed"],
         image_size=SYN["image_size"],
     log:

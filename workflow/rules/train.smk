@@ -15,7 +15,7 @@ rule build_base:
         experiment=EXP,
         model=dumps(config["model"]),
         hparams=dumps(config["model"].get("base_training", {}).get("hparams", {})),
-    threads: RESOURCES["train_threads"]
+    threads: RESOURCES["base_threads"]
     resources:
         gpu=RESOURCES["gpus"],
         tracking=TRACKING,

@@ -376,6 +376,49 @@ def _make_position(rng: random.Random, image_size: int) -> dict:
     return {"image": c.finish(), "question": "Where is the dot?", "answer": where, "label": where}
 
 
+# --------------------------------------------------------------------------- base-only data
+# The held-out skills' train splits (what the tiny base is pre-trained on) ask each question in one
+# of several wordings, so the base learns to answer from the question's meaning rather than from
+# one fixed string; their test splits always ask the first (canonical) wording.
+QUESTION_VARIANTS: dict[str, tuple[str, ...]] = {
+    "syn_color": ("What color is the square?", "Which color is the square?", "What is the color of the square?",
+                  "Name the color of the square.", "Tell me the square's color."),
+    "syn_shape": ("What shape is this?", "Which shape is this?", "What is this shape?", "Name the shape.",
+                  "Tell me the shape in the picture."),
+    "syn_position": ("Where is the dot?", "Where is the dot located?", "On which side is the dot?",
+                     "Name the side of the dot.", "Tell me where the dot is."),
+}
+PRIOR_TARGETS = ("syn_birds", "syn_count", "syn_texture", "syn_words", "syn_clock")
+
+
+def _hint(skill: str, rec: dict) -> str:
+    if skill == "syn_count":
+        return str(rec["count"])
+    if skill == "syn_clock":
+        return f"{rec['hour']} {rec['minute']}"
+    return rec["label"]  # bird species, pattern, word
+
+
+def _make_prior(rng: random.Random, image_size: int) -> dict:
+    """The language prior of the tiny base: a target skill's own question and answer format, with
+    a blank image and the answer's content given in the text ("...\nHint: jay" -> "C").
+
+    A pre-trained LLM already knows how to answer "How many squares...?" with "There are 3 squares
+    in this image." or a lettered option list with a letter; what it learns from a target is to
+    read the content from the image. This gives the tiny base that prior without any target
+    image: with no hint it answers a target question in the right format with a guessed content.
+    """
+    skill = PRIOR_TARGETS[rng.randrange(len(PRIOR_TARGETS))]
+    rec = SKILLS[skill].make(rng, 8)  # the picture is discarded: the smallest one is enough
+    g = rng.randint(90, 200)
+    return {
+        "image": Image.new("RGB", (image_size, image_size), (g, g, g)),
+        "question": f"{rec['question']}\nHint: {_hint(skill, rec)}",
+        "answer": rec["answer"],
+        "label": skill,
+    }
+
+
 # --------------------------------------------------------------------------- registry / API
 @dataclass(frozen=True)
 class SkillSpec:
@@ -408,6 +451,9 @@ SKILLS: dict[str, SkillSpec] = {
         SkillSpec("syn_position", None, list(POSITIONS), _make_position, list(POSITIONS)),
     )
 }
+# base-only (no benchmark): answers in every target's format
+SKILLS["syn_prior"] = SkillSpec("syn_prior", None, list(PRIOR_TARGETS), _make_prior,
+                                [a for t in PRIOR_TARGETS for a in SKILLS[t].answers])
 
 
 def skill_seed(skill: str, split: str, seed: int) -> int:
@@ -425,7 +471,8 @@ def generate(skill: str, split: str, n: int, seed: int, image_size: int = 32, **
     """``n`` deterministic records of ``skill`` for ``split``.
 
     ``options`` go to the skill's maker (``max_count`` for syn_count, ``minute_step``
-    for syn_clock).
+    for syn_clock). The train split of a skill with :data:`QUESTION_VARIANTS` asks one of
+    them per record (drawn from a separate stream: the pictures are those of the canonical split).
     """
     spec = _spec(skill)
     if n <= 0:
@@ -433,9 +480,13 @@ def generate(skill: str, split: str, n: int, seed: int, image_size: int = 32, **
     if image_size < 8:
         raise ValueError(f"image_size must be at least 8, got {image_size}")
     rng = random.Random(skill_seed(skill, split, seed))
+    variants = QUESTION_VARIANTS.get(skill) if split == "train" else None
+    wording = random.Random(skill_seed(skill, f"{split}/wording", seed))
     records = []
     for i in range(n):
         rec = spec.make(rng, image_size, **options)
+        if variants:
+            rec["question"] = wording.choice(variants)
         records.append({"id": f"{skill}_{split}_{i:05d}", "task": skill, **rec})
     return records
 
@@ -475,7 +526,7 @@ def render_preview(skill: str, seed: int, path, n: int = 8, image_size: int = 32
 def _vocabulary_texts() -> tuple[str, ...]:
     texts: list[str] = []
     for name, spec in SKILLS.items():
-        texts += spec.classes + spec.answers
+        texts += spec.classes + spec.answers + list(QUESTION_VARIANTS.get(name, ()))
         # the question templates with every label they take (a seeded sample covers them all)
         for rec in generate(name, "vocabulary", 100, 0, image_size=8):  # small: only the texts matter
             texts += [rec["question"], rec["answer"]]

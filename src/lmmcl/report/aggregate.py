@@ -287,7 +287,7 @@ def pareto_table(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
     for key in sorted({k for point in p["sweep"].values() for k in point}):
         df[key] = [p["sweep"].get(m, {}).get(key) for m in df.index]
     if p["lr_rule"] and p["sweep"]:
-        verdict = sweep_rules.pick_lrs(p["sweep"], df["Learning"].to_dict(), float(p["lr_rule"]["min_learning"]))
+        verdict = sweep_rules.pick_lrs(p["sweep"], df["Learning"].to_dict(), p["lr_rule"])
         df["lr_rule"] = [verdict.get(m, "") for m in df.index]
     return df
 

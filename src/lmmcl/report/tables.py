@@ -247,10 +247,13 @@ def pareto_markdown(pareto: pd.DataFrame, *, experiment: str, seeds: Sequence[in
         f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}). `pareto` = no other method learns at "
         "least as much and forgets at most as much (better on one).",
     ]
-    if lr_rule:
-        lines += ["", f"`lr_rule`: among the runs that differ only in lr, the smallest lr whose mean Learning "
-                  f"reaches {fmt(lr_rule['min_learning'])} pp is `picked`; where none does, the lr with the "
-                  "highest Learning (`picked (below bar)`)."]
+    if lr_rule and "reference" in lr_rule:
+        lines += ["", f"`lr_rule` (one lr for every recipe, as in the study): the lr with which recipe "
+                  f"`{lr_rule['reference']}` learns most (highest mean Learning) is `picked` for every recipe."]
+    elif lr_rule:
+        lines += ["", f"`lr_rule` (one lr per recipe): among the runs that differ only in lr, the smallest lr whose "
+                  f"mean Learning reaches {fmt(lr_rule['min_learning'])} pp is `picked`; where none does, the lr "
+                  "with the highest Learning (`picked (below bar)`)."]
     lines += ["", markdown_table(shown, index_label="method")]
     return "\n".join(lines)
 
