@@ -88,7 +88,7 @@ def main() -> int:
     print(f"running the default config over seeds {a.seeds} in {work} ...", flush=True)
     seconds = snakemake(work, "--config", f"seeds={seeds}", f"experiment={exp}")
     res = work / "results" / exp
-    from lmmcl.report.aggregate import normalize_plan
+    from lmmcl.report.plan import normalize_plan
 
     plan = normalize_plan(yaml.safe_load((res / "report_plan.json").read_text()))
     per_seed = pd.read_csv(res / "tables/learning_forgetting_seeds.csv", index_col=["method", "seed"])

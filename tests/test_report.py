@@ -11,21 +11,10 @@ import pandas as pd
 import pytest
 
 from lmmcl.report import metrics
-from lmmcl.report.aggregate import (
-    MISSING_METRIC,
-    SCORE_COLUMNS,
-    collect_scores,
-    format_summary,
-    normalize_plan,
-    r_matrix,
-    report_outputs,
-    stage_labels,
-    summary_table,
-    summary_per_seed,
-    summary_std,
-    pareto_table,
-    write_report,
-)
+from lmmcl.report.aggregate import report_outputs, write_report
+from lmmcl.report.plan import normalize_plan, stage_labels
+from lmmcl.report.scores import MISSING_METRIC, SCORE_COLUMNS, collect_scores, r_matrix
+from lmmcl.report.summary import format_summary, pareto_table, summary_per_seed, summary_std, summary_table
 from lmmcl.report.tables import NA, fmt, markdown_table
 
 NAN = float("nan")

@@ -123,7 +123,8 @@ def cmd_report(a):
         return
     if a.plan is None:
         raise ValueError("give --plan JSON (one experiment) or --across EXPERIMENT_DIR ... --out DIR")
-    from .report.aggregate import format_summary, write_report
+    from .report.aggregate import write_report
+    from .report.summary import format_summary
 
     write_report(a.results, a.plan)
     print(format_summary(a.results, a.plan))

@@ -15,6 +15,7 @@ from importlib import resources
 import yaml
 
 from . import recipes as recipe_registry
+from .layout import stage_name
 from .train.hparams import DEFAULT_HPARAMS
 from .train.methods import METHOD_DEFAULTS, NO_RECIPE, RECIPE_OPTIONAL, method_keys, method_spec
 
@@ -66,7 +67,7 @@ class Stage:
 
     @property
     def name(self) -> str:
-        return f"stage{self.k}_{self.task}"
+        return stage_name(self.k, self.task)
 
 
 def resolve_seeds(cfg: dict) -> list[int]:

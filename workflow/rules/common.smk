@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from lmmcl.config import ConfigError, Plan, dumps
-from lmmcl.layout import Layout
+from lmmcl.layout import PLOTS, DataLayout, Layout, stage_name
 
 # Shapes and types first (fills schema defaults), then the names a schema cannot check.
 validate(config, schema="../schemas/config.schema.yaml")
@@ -17,10 +17,10 @@ except ConfigError as e:
     sys.exit(f"Config error: {e}")
 
 EXP = PLAN.experiment
-LAYOUT = Layout(EXP)
-RES = LAYOUT.exp
+LAYOUT = Layout(EXP)  # every path of results/<experiment>/ (lmmcl.layout)
 SEEDS = PLAN.seeds
 DATA = config["data"]["root"]
+DATA_LAYOUT = DataLayout(DATA)
 SYN = config["data"]["synthetic"]
 BENCHMARKS = PLAN.benchmarks
 RESOURCES = config["resources"]
@@ -111,24 +111,20 @@ def parent_manifest(wildcards):
 
 
 def train_split(dataset):
-    return f"{DATA}/{dataset}/train.parquet"
+    return DATA_LAYOUT.split(dataset, "train")
 
 
 def test_split(dataset):
-    return f"{DATA}/{dataset}/test.parquet"
-
-
-def eval_outputs(checkpoint_dir):
-    return [f"{checkpoint_dir}/{b}.json" for b in BENCHMARKS]
+    return DATA_LAYOUT.split(dataset, "test")
 
 
 def all_eval_files():
     files = []
     for seed in SEEDS:
-        files += eval_outputs(LAYOUT.eval_dir(seed, None, 0, None))
+        files += LAYOUT.eval_files(seed, None, 0, None, BENCHMARKS)
         for m in PLAN.methods:
             for s in PLAN.stages(m):
-                files += eval_outputs(LAYOUT.eval_dir(seed, m, s.k, s.task))
+                files += LAYOUT.eval_files(seed, m, s.k, s.task, BENCHMARKS)
     return files
 
 
@@ -153,8 +149,8 @@ DATASETS = dataset_registry()
 
 
 def source_outputs(dataset):
-    return {"splits": expand(f"{DATA}/{dataset}/{{split}}.parquet", split=DATASETS[dataset]["splits"]),
-            "report": f"{DATA}/{dataset}/report.json"}
+    return {"splits": [DATA_LAYOUT.split(dataset, s) for s in DATASETS[dataset]["splits"]],
+            "report": DATA_LAYOUT.report(dataset)}
 
 
 def source_options(dataset):
@@ -203,11 +199,10 @@ def labelled(checkpoints):
 
 
 def print_summary():
-    lf = Path(f"{RES}/tables/learning_forgetting.md")
-    if lf.exists():
-        from lmmcl.report.aggregate import format_summary
+    if Path(LAYOUT.table("learning_forgetting", "md")).exists():
+        from lmmcl.report.summary import format_summary
 
-        print(format_summary("results", PLAN.report_plan()))
-    gallery = Path(f"{RES}/gallery/gallery.html")
+        print(format_summary(LAYOUT.root, PLAN.report_plan()))
+    gallery = Path(LAYOUT.gallery_files(BENCHMARKS)["html"])
     if gallery.exists():
         print(f"answer gallery: {gallery} (+ one PNG per benchmark next to it)")

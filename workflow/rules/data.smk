@@ -5,7 +5,7 @@
 rule make_synthetic:
     """One split of a synthetic skill rendered with PIL (deterministic by seed)."""
     output:
-        f"{DATA}/{{skill}}/{{split}}.parquet",
+        DATA_LAYOUT.split("{skill}", "{split}"),
     wildcard_constraints:
         skill=r"syn_[a-z]+",
         split="train|test",
@@ -15,7 +15,7 @@ rule make_synthetic:
         seed=SYN["seed"],
         image_size=SYN["image_size"],
     log:
-        f"{DATA}/logs/{{skill}}_{{split}}.log",
+        DATA_LAYOUT.log("{skill}_{split}"),
     conda:
         CONDA_ENV
     shell:
@@ -37,7 +37,7 @@ rule convert_cub200:
     """CUB-200-2011: official tarball -> seeded 26-way multiple choice (train/test)."""
     output: **source_outputs("cub200")
     params: dataset="cub200", options=source_options("cub200"), out_dir=out_dir_of("report")
-    log: f"{DATA}/logs/cub200.log"
+    log: DATA_LAYOUT.log("cub200")
     conda: CONDA_ENV
     shell: CONVERT
 
@@ -46,7 +46,7 @@ rule convert_pixmocount:
     """PixMo-Count: hub metadata + Flickr images (FLICKR_API_KEY/FLICKR_API_SECRET), cleaned."""
     output: **source_outputs("pixmocount")
     params: dataset="pixmocount", options=source_options("pixmocount"), out_dir=out_dir_of("report")
-    log: f"{DATA}/logs/pixmocount.log"
+    log: DATA_LAYOUT.log("pixmocount")
     conda: CONDA_ENV
     shell: CONVERT
 
@@ -55,7 +55,7 @@ rule convert_pathvqa:
     """PathVQA from the hub (raw question/answer)."""
     output: **source_outputs("pathvqa")
     params: dataset="pathvqa", options=source_options("pathvqa"), out_dir=out_dir_of("report")
-    log: f"{DATA}/logs/pathvqa.log"
+    log: DATA_LAYOUT.log("pathvqa")
     conda: CONDA_ENV
     shell: CONVERT
 
@@ -64,7 +64,7 @@ rule convert_textvqa:
     """TextVQA from the hub (10 answers kept, target = majority answer)."""
     output: **source_outputs("textvqa")
     params: dataset="textvqa", options=source_options("textvqa"), out_dir=out_dir_of("report")
-    log: f"{DATA}/logs/textvqa.log"
+    log: DATA_LAYOUT.log("textvqa")
     conda: CONDA_ENV
     shell: CONVERT
 
@@ -73,7 +73,7 @@ rule convert_timeclock:
     """TimeClock train (built here) + test, HH:MM with hour/minute columns."""
     output: **source_outputs("timeclock")
     params: dataset="timeclock", options=source_options("timeclock"), out_dir=out_dir_of("report")
-    log: f"{DATA}/logs/timeclock.log"
+    log: DATA_LAYOUT.log("timeclock")
     conda: CONDA_ENV
     shell: CONVERT
 
@@ -82,7 +82,7 @@ rule convert_cococlock:
     """COCO clock eval set (HH:MM)."""
     output: **source_outputs("cococlock")
     params: dataset="cococlock", options=source_options("cococlock"), out_dir=out_dir_of("report")
-    log: f"{DATA}/logs/cococlock.log"
+    log: DATA_LAYOUT.log("cococlock")
     conda: CONDA_ENV
     shell: CONVERT
 
@@ -91,7 +91,7 @@ rule convert_openimgclock:
     """OpenImages clock eval set (HH:MM)."""
     output: **source_outputs("openimgclock")
     params: dataset="openimgclock", options=source_options("openimgclock"), out_dir=out_dir_of("report")
-    log: f"{DATA}/logs/openimgclock.log"
+    log: DATA_LAYOUT.log("openimgclock")
     conda: CONDA_ENV
     shell: CONVERT
 
@@ -100,6 +100,6 @@ rule convert_countbench:
     """CountBench eval set (integer answers)."""
     output: **source_outputs("countbench")
     params: dataset="countbench", options=source_options("countbench"), out_dir=out_dir_of("report")
-    log: f"{DATA}/logs/countbench.log"
+    log: DATA_LAYOUT.log("countbench")
     conda: CONDA_ENV
     shell: CONVERT

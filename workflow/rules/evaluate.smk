@@ -21,7 +21,7 @@ rule evaluate_base:
         manifest=LAYOUT.base_manifest("{seed}"),
         data=[test_split(b) for b in PLAN.local_benchmarks],
     output:
-        eval_outputs(LAYOUT.eval_dir("{seed}", None, 0, None)),
+        LAYOUT.eval_files("{seed}", None, 0, None, BENCHMARKS),
     params:
         **EVAL_PARAMS,
         out_dir=out_dir_of(0),
@@ -46,7 +46,7 @@ rule evaluate_stage:
         manifest=LAYOUT.stage_manifest("{seed}", "{method}", "{k}", "{task}"),
         data=[test_split(b) for b in PLAN.local_benchmarks],
     output:
-        eval_outputs(LAYOUT.eval_dir("{seed}", "{method}", "{k}", "{task}")),
+        LAYOUT.eval_files("{seed}", "{method}", "{k}", "{task}", BENCHMARKS),
     params:
         **EVAL_PARAMS,
         out_dir=out_dir_of(0),
@@ -57,7 +57,7 @@ rule evaluate_stage:
         proc_threads=proc_threads,
         launch=eval_launch,
     log:
-        LAYOUT.log("{seed}", "evals", "{method}", "stage{k}_{task}"),
+        LAYOUT.log("{seed}", "evals", "{method}", stage_name("{k}", "{task}")),
     conda:
         CONDA_ENV
     shell:
@@ -69,4 +69,4 @@ rule evaluate_stage:
 rule evaluate_bases:
     """Target rule: the base evaluation of every run seed (`snakemake evaluate_bases`)."""
     input:
-        [eval_outputs(LAYOUT.eval_dir(seed, None, 0, None)) for seed in SEEDS],
+        [LAYOUT.eval_files(seed, None, 0, None, BENCHMARKS) for seed in SEEDS],

@@ -4,9 +4,6 @@
 
 # (PROBES, probe_dataset, probe_checkpoints, labelled: rules/common.smk)
 
-PROBE_OUT = LAYOUT.probes
-
-
 rule probe_numbers:
     """Number-token mass / max probability per generated step, counting vs. held-out prompts."""
     input:
@@ -15,8 +12,8 @@ rule probe_numbers:
         target=test_split(probe_dataset("target_data")),
         heldout=test_split(probe_dataset("held_out_data")),
     output:
-        json=report(f"{PROBE_OUT}/numbers.json", category="4. Probes"),
-        png=report(f"{PROBE_OUT}/numbers.png", caption="../report/probe_numbers.rst", category="4. Probes"),
+        json=report(LAYOUT.probe("numbers", "json"), category="4. Probes"),
+        png=report(LAYOUT.probe("numbers", "png"), caption="../report/probe_numbers.rst", category="4. Probes"),
     params:
         checkpoints=lambda w: labelled(probe_checkpoints()),
         n=PROBES.get("num_samples", 32),
@@ -43,8 +40,8 @@ rule probe_layers:
         checkpoints=lambda w: list(probe_checkpoints().values()),
         data=test_split(probe_dataset("layer_data")),
     output:
-        json=report(f"{PROBE_OUT}/layers.json", category="4. Probes"),
-        png=report(f"{PROBE_OUT}/layers.png", caption="../report/probe_layers.rst", category="4. Probes"),
+        json=report(LAYOUT.probe("layers", "json"), category="4. Probes"),
+        png=report(LAYOUT.probe("layers", "png"), caption="../report/probe_layers.rst", category="4. Probes"),
     params:
         checkpoints=lambda w: labelled(probe_checkpoints()),
         n=PROBES.get("num_samples", 32),

@@ -61,7 +61,7 @@ rule train_stage:
         ckpt_format=CKPT_FORMAT,
         tracking=TRACKING,
     log:
-        LAYOUT.log("{seed}", "{method}", "stage{k}_{task}"),
+        LAYOUT.stage_log("{seed}", "{method}", "{k}", "{task}"),
     conda:
         CONDA_ENV
     shell:
@@ -77,18 +77,18 @@ rule train_stage:
 # evaluation, the next stage and the tables see the merged model with no special case.
 use rule train_stage as train_stage_finetuned with:
     output:
-        f"{LAYOUT.stage_dir('{seed}', '{method}', '{k}', '{task}')}/finetuned/manifest.json",
+        LAYOUT.finetuned_manifest("{seed}", "{method}", "{k}", "{task}"),
     wildcard_constraints:
         method=methods_regex(merged=True),
     log:
-        LAYOUT.log("{seed}", "{method}", "stage{k}_{task}.finetuned"),
+        LAYOUT.stage_log("{seed}", "{method}", "{k}", "{task}", "finetuned"),
 
 
 rule merge_stage:
     """WiSE-FT merge of stage k with the previous merged model (stage 1: the base)."""
     input:
         previous=parent_manifest,
-        finetuned=f"{LAYOUT.stage_dir('{seed}', '{method}', '{k}', '{task}')}/finetuned/manifest.json",
+        finetuned=LAYOUT.finetuned_manifest("{seed}", "{method}", "{k}", "{task}"),
     output:
         LAYOUT.stage_manifest("{seed}", "{method}", "{k}", "{task}"),
     wildcard_constraints:
@@ -99,7 +99,7 @@ rule merge_stage:
     resources:
         ckpt_format=CKPT_FORMAT,
     log:
-        LAYOUT.log("{seed}", "{method}", "stage{k}_{task}.merge"),
+        LAYOUT.stage_log("{seed}", "{method}", "{k}", "{task}", "merge"),
     conda:
         CONDA_ENV
     shell:

@@ -34,8 +34,10 @@ def registry() -> dict:
 
 def parquet_path(benchmark: str, data_root, reg: dict | None = None) -> Path:
     """``<data_root>/<dataset>/<split>.parquet`` of a registry benchmark (absolute)."""
+    from lmmcl.layout import DataLayout
+
     spec = (reg or registry())[benchmark]
-    return (Path(data_root) / spec["dataset"] / f"{spec['split']}.parquet").resolve()
+    return Path(DataLayout(data_root).split(spec["dataset"], spec["split"])).resolve()
 
 
 def _q(value) -> str:

@@ -118,11 +118,11 @@ def probe_layers(base: str, checkpoints: Mapping[str, str], data: str, out_json,
 
 def plot_layers(payload: Mapping, path: str | os.PathLike) -> Path:
     """Two panels (attention, MLP): delta per layer, one line per checkpoint."""
-    from ..report.plots import _new_figure, _save, method_colors
+    from ..report.figures import method_colors, new_figure, save_figure
 
     res = payload["checkpoints"]
     colors = method_colors(list(res))
-    fig = _new_figure(11.0, 4.6)
+    fig = new_figure(11.0, 4.6)
     for j, (key, name) in enumerate([("sa_mean", "self-attention branch"), ("mlp_mean", "MLP branch")]):
         ax = fig.add_subplot(1, 2, j + 1)
         for label, r in res.items():
@@ -133,4 +133,4 @@ def plot_layers(payload: Mapping, path: str | os.PathLike) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("Layer contribution vs. base model", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)

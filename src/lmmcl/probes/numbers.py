@@ -146,13 +146,13 @@ def probe_numbers(base: str, checkpoints: Mapping[str, str], data: Mapping[str, 
 
 def plot_numbers(payload: Mapping, path: str | os.PathLike) -> Path:
     """Per prompt set: mean number-token mass per checkpoint (bars, base dashed) and per step (lines)."""
-    from ..report.plots import _new_figure, _save, method_colors
+    from ..report.figures import method_colors, new_figure, save_figure
 
     res = payload["checkpoints"]
     labels = list(res)
     roles = [r for r in res[labels[0]] if r != "checkpoint"]
     colors = method_colors(labels)
-    fig = _new_figure(max(7.0, 4.2 * len(roles)), 7.5)
+    fig = new_figure(max(7.0, 4.2 * len(roles)), 7.5)
     for j, role in enumerate(roles):
         ax = fig.add_subplot(2, len(roles), j + 1)
         vals = [100 * res[lab][role]["avg_total_number_prob_mean"] for lab in labels]
@@ -174,4 +174,4 @@ def plot_numbers(payload: Mapping, path: str | os.PathLike) -> Path:
         ax2.grid(True, alpha=0.3)
         ax2.legend(fontsize=7)
     fig.suptitle("Number-token probe: probability mass on number tokens (greedy decoding)", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)

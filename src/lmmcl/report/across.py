@@ -21,8 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import metrics
-from .aggregate import PLAN_FILE, SCORE_COLUMNS, normalize_plan, summary_table
+from ..layout import PLAN_FILE, SCORES_FILE, Layout
+from . import metrics, plots
+from .plan import normalize_plan
+from .scores import SCORE_COLUMNS
+from .summary import summary_table
 from .tables import atomic_write_csv, atomic_write_text, latex_table, markdown_table
 
 __all__ = ["ACROSS_COLUMNS", "load_experiment", "across_table", "across_outputs", "write_across"]
@@ -32,7 +35,10 @@ ACROSS_COLUMNS = ["stages", *metrics.SUMMARY_SCALARS, "n_missing"]
 
 
 def _model_name(exp_dir: Path) -> str:
-    f = next(iter(sorted(exp_dir.glob("seed*/base/manifest.json"))), exp_dir / "base" / "manifest.json")
+    layout = Layout(exp_dir.name, root=exp_dir.parent)
+    runs = sorted(exp_dir.glob(str(Path(layout.base_manifest("*")).relative_to(layout.exp))))
+    # a folder written before runs had seeds holds <experiment>/base/manifest.json
+    f = runs[0] if runs else exp_dir / "base" / "manifest.json"
     if not f.is_file():
         return "n/a"
     try:
@@ -68,7 +74,7 @@ def _infer_plan(scores: pd.DataFrame, experiment: str) -> dict:
 def load_experiment(exp_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict, bool]:
     """(scores, normalised plan, plan_inferred) of one experiment folder."""
     exp_dir = Path(exp_dir)
-    f = exp_dir / "scores.csv"
+    f = exp_dir / SCORES_FILE
     if not f.is_file():
         raise FileNotFoundError(f"{f} not found: run `lmmcl report` (rule aggregate) for {exp_dir} first")
     scores = pd.read_csv(f, dtype={"method": str, "task": str, "benchmark": str, "metric": str})
@@ -123,8 +129,6 @@ def across_outputs(out_dir: str | os.PathLike) -> list[Path]:
 
 def write_across(exp_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:
     """Write the cross-experiment table (CSV, Markdown, LaTeX) and its scatter plot; returns the paths."""
-    from . import plots
-
     df = across_table(exp_dirs)
     csv_p, md_p, tex_p, png_p = across_outputs(out_dir)
     atomic_write_csv(df.round(4), csv_p)

@@ -1,9 +1,9 @@
 """Answer gallery: a few fixed test examples per benchmark with every method's answer after every
 stage, wrong answers marked -- forgetting you can see.
 
-Inputs (as :mod:`lmmcl.report.aggregate`): the plan, ``<results>/<experiment>/seed<s>/evals/...
-/<benchmark>.samples.jsonl`` of the plan's first seed (:mod:`lmmcl.layout`) (doc id, id, question, target, response, score of every evaluated
-example) and, for the image, the benchmark's test parquet ``<data_root>/<dataset>/<split>.parquet``
+Inputs (as :mod:`lmmcl.report.aggregate`): the plan (:mod:`lmmcl.report.plan`), the
+``<benchmark>.samples.jsonl`` next to each evaluation of the plan's first seed (:mod:`lmmcl.layout`;
+doc id, id, question, target, response, score of every evaluated example) and, for the image, the benchmark's test parquet ``<data_root>/<dataset>/<split>.parquet``
 (built-in lmms-eval benchmarks have no local images: their examples are shown without one).
 
 The examples are the same for every method and stage: ``n`` doc ids spread evenly over the
@@ -26,8 +26,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..layout import Layout
-from .aggregate import normalize_plan, stage_labels
+from ..layout import DataLayout, Layout, gallery_files
+from .plan import normalize_plan, stage_labels
 
 __all__ = ["collect_gallery", "gallery_outputs", "write_gallery", "pick_doc_ids", "verdict"]
 
@@ -85,7 +85,7 @@ def _test_images(benchmark: str, data_root, ids: list[str]) -> dict[str, bytes]:
     spec = benchmark_registry().get(benchmark) or {}
     if spec.get("builtin") or not spec.get("dataset"):
         return {}
-    path = Path(data_root) / spec["dataset"] / f"{spec.get('split', 'test')}.parquet"
+    path = Path(DataLayout(data_root).split(spec["dataset"], spec.get("split", "test")))
     if not path.is_file():
         return {}
     import pyarrow as pa
@@ -110,7 +110,7 @@ def collect_gallery(results_dir, plan: Mapping, data_root, n: int = DEFAULT_EXAM
     layout, seed = Layout(p["experiment"], root=results_dir), p["seeds"][0]
 
     def samples(m, k, task, b):
-        return _read_samples(Path(layout.eval_dir(seed, m, k, task)) / f"{b}.samples.jsonl")
+        return _read_samples(Path(layout.eval_samples(seed, m, k, task, b)))
 
     labels = stage_labels(p)
     group_of = {b: g for g, bs in p["groups"].items() for b in bs}
@@ -155,10 +155,8 @@ def collect_gallery(results_dir, plan: Mapping, data_root, n: int = DEFAULT_EXAM
 
 
 def gallery_outputs(out_dir, plan: Mapping) -> dict[str, Path | list[Path]]:
-    p = normalize_plan(plan)
-    out_dir = Path(out_dir)
-    return {"html": out_dir / "gallery.html", "json": out_dir / "gallery.json",
-            "png": [out_dir / f"{b}.png" for b in p["benchmarks"]]}
+    files = gallery_files(Path(out_dir), normalize_plan(plan)["benchmarks"])
+    return {"html": Path(files["html"]), "json": Path(files["json"]), "png": [Path(f) for f in files["png"]]}
 
 
 # ------------------------------------------------------------------------------------ HTML
@@ -228,9 +226,9 @@ def _html(data: dict) -> str:
 
 # ------------------------------------------------------------------------------------- PNG
 def _png(data: dict, benchmark: str, path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from PIL import Image
+
+    from .figures import new_figure
 
     info = data["benchmarks"][benchmark]
     labels = data["stages"]
@@ -239,8 +237,7 @@ def _png(data: dict, benchmark: str, path) -> None:
     ncol = len(labels)
     width = 3.2 + 1.25 * ncol
     row_h = 1.1 + 0.3 * (len(methods) + 1)
-    fig = Figure(figsize=(width, 0.9 + row_h * len(examples)), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(width, 0.9 + row_h * len(examples), dpi=100)
     trained = f", trained in stage {', '.join(map(str, info['trained_at']))}" if info["trained_at"] else ""
     fig.suptitle(f"{benchmark} ({info.get('group')}{trained}): answers after each stage", fontsize=11)
     top = 1 - 0.9 / fig.get_figheight()

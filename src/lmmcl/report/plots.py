@@ -1,9 +1,5 @@
-"""Report figures (PNG).
-
-Figures are built with :class:`matplotlib.figure.Figure` directly (Agg canvas, no
-pyplot), so nothing touches the global backend / pyplot state and every figure
-is released when the function returns.  Each plot is written atomically.
-Methods get the same colour in every figure (tab10, in plan order).
+"""Report figures (PNG) of one experiment: the teaser panel, the Pareto plot, per-stage plots
+and the R heatmaps (figure helpers: :mod:`lmmcl.report.figures`). Each plot is written atomically.
 """
 
 from __future__ import annotations
@@ -14,57 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import patheffects
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .figures import CHANCE_STYLE, HALO, method_colors, new_figure, no_data, save_figure
 from .metrics import nanmean
-from ..atomic import atomic_path
+from .plan import normalize_plan
+from .scores import r_matrix
 
 __all__ = [
-    "method_colors",
     "plot_learning_vs_heldout",
     "plot_heldout_per_stage",
     "plot_target_per_stage",
     "plot_r_heatmap",
     "plot_pareto",
 ]
-
-DPI = 120
-#: white outline so reference lines stay visible on top of any bar colour
-_HALO = [patheffects.withStroke(linewidth=4, foreground="white")]
-_CHANCE_STYLE = {"color": "0.35", "ls": (0, (1, 1.2)), "lw": 2.2}
-
-
-def method_colors(methods: Sequence[str]) -> dict[str, tuple]:
-    """A stable colour per method (tab10 / tab20 in the given order)."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10" if len(methods) <= 10 else "tab20"]
-    return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    try:
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI)
-    finally:
-        fig.clear()  # release artists; the Figure is not registered with pyplot
-    return path
-
-
-def _no_data(ax, msg: str) -> None:
-    ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
 # --------------------------------------------------------------------------- teaser panel
@@ -80,13 +40,13 @@ def plot_learning_vs_heldout(
     """Scatter of mean target gain (x, pp) vs. mean held-out change (y, pp), one point per method.
 
     ``summary_df``: index = method, columns include ``x`` and ``y`` (see
-    :func:`lmmcl.report.aggregate.summary_table`); ``std_df`` (same shape, std over seeds)
+    :func:`lmmcl.report.summary.summary_table`); ``std_df`` (same shape, std over seeds)
     adds error bars.  Methods with a NaN coordinate are listed in the lower corner instead
     of plotted.
     """
     methods = [str(m) for m in summary_df.index]
     colors = method_colors(methods)
-    fig = _new_figure(6.8, 5.2)
+    fig = new_figure(6.8, 5.2)
     ax = fig.add_subplot(1, 1, 1)
     ax.axhline(0, color="0.3", lw=1, ls="--", zorder=1, label="no held-out change")
     ax.axvline(0, color="0.75", lw=0.8, zorder=1)
@@ -110,7 +70,7 @@ def plot_learning_vs_heldout(
         ax.set_xlim(xlo - xpad, xhi + 2 * xpad)
         ax.set_ylim(ylo - ypad, yhi + ypad)
     else:
-        _no_data(ax, "no method has both metrics")
+        no_data(ax, "no method has both metrics")
     if missing:
         ax.text(
             0.01, 0.01, "n/a: " + ", ".join(missing), transform=ax.transAxes,
@@ -121,7 +81,7 @@ def plot_learning_vs_heldout(
     ax.set_title(title or "Learning vs. forgetting per method\n(up-right = learns more, forgets less)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8, framealpha=0.85)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _seed_std(values) -> float:
@@ -145,7 +105,7 @@ def plot_pareto(pareto: pd.DataFrame, per_seed: pd.DataFrame, path: str | os.Pat
     bars = mean ± std over seeds per method, the Pareto front joined by a line (table: pareto.md)."""
     methods = [str(m) for m in pareto.index]
     colors = method_colors(methods)
-    fig = _new_figure(7.5 if len(methods) <= 10 else 9.5, 5.6)
+    fig = new_figure(7.5 if len(methods) <= 10 else 9.5, 5.6)
     ax = fig.add_subplot(1, 1, 1)
     ax.axhline(0, color="0.3", lw=1, ls="--", zorder=1)
     for m in methods:
@@ -166,20 +126,18 @@ def plot_pareto(pareto: pd.DataFrame, per_seed: pd.DataFrame, path: str | os.Pat
     if len(front) > 1:
         ax.plot(front["Learning"], front["HeldOut_mean"], color="black", lw=1, ls=":", zorder=3, label="Pareto front")
     if not len(front):
-        _no_data(ax, "no method has both metrics")
+        no_data(ax, "no method has both metrics")
     ax.set_xlabel("Learning: mean target gain [pp]")
     ax.set_ylabel("HeldOut_mean: mean held-out change [pp]")
     ax.set_title("Learning vs. forgetting across runs (★ = Pareto front; dots = single seeds)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- per-stage plots
 def _plan_and_matrices(scores: pd.DataFrame, plan: Mapping):
     """(plan, {method: mean R}, {method: [R of each seed]})."""
-    from .aggregate import normalize_plan, r_matrix  # lazy: aggregate imports this module
-
     p = normalize_plan(plan)
     rows = range(len(p["sequence"]) + 1)
     mats = {m: r_matrix(scores, m).reindex(index=rows) for m in p["methods"]}
@@ -200,11 +158,11 @@ def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.P
     p, mats, per_seed = _plan_and_matrices(scores, plan)
     seq, H, T = p["sequence"], p["held_out"], len(p["sequence"])
     colors = method_colors(p["methods"])
-    fig = _new_figure(max(7.5, 1.25 * (T + 1) + 3.5), 5.0)
+    fig = new_figure(max(7.5, 1.25 * (T + 1) + 3.5), 5.0)
     ax = fig.add_subplot(1, 1, 1)
     xs = np.arange(T + 1)
     if not H:
-        _no_data(ax, "no held-out benchmarks in the plan")
+        no_data(ax, "no held-out benchmarks in the plan")
     else:
         base_vals, all_vals = [], []
         for m, R in mats.items():
@@ -239,7 +197,7 @@ def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.P
     htxt = ", ".join(H) if len(", ".join(H)) < 70 else f"{len(H)} benchmarks"
     ax.set_title(f"Held-out performance after each stage\n(mean of {htxt})" if H else "Held-out performance")
     ax.grid(True, axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.PathLike) -> Path:
@@ -254,7 +212,7 @@ def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.Pa
     methods = p["methods"]
     colors = method_colors(methods)
     n = max(1, len(methods))
-    fig = _new_figure(max(7.5, (0.35 * n + 0.9) * T + 3.0), 5.2)
+    fig = new_figure(max(7.5, (0.35 * n + 0.9) * T + 3.0), 5.2)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / n
     half = 0.45
@@ -278,12 +236,12 @@ def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.Pa
         )
         if not np.isnan(base_v):
             ax.hlines(base_v, gi - half, gi + half, colors="black", linestyles="--", lw=1.6, zorder=5,
-                      path_effects=_HALO)
+                      path_effects=HALO)
             base_labelled = True
         c = p["chance"].get(tgt)
         if c is not None and not np.isnan(c):
-            ax.hlines(c, gi - half, gi + half, colors=_CHANCE_STYLE["color"], linestyles=_CHANCE_STYLE["ls"],
-                      lw=_CHANCE_STYLE["lw"], zorder=5, path_effects=_HALO)
+            ax.hlines(c, gi - half, gi + half, colors=CHANCE_STYLE["color"], linestyles=CHANCE_STYLE["ls"],
+                      lw=CHANCE_STYLE["lw"], zorder=5, path_effects=HALO)
             chance_labelled = True
     ax.set_xticks(np.arange(T))
     ax.set_xticklabels(
@@ -300,10 +258,10 @@ def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.Pa
     if base_labelled:
         handles.append(Line2D([], [], color="black", ls="--", lw=1.6, label="base model (stage 0)"))
     if chance_labelled:
-        handles.append(Line2D([], [], color=_CHANCE_STYLE["color"], ls=_CHANCE_STYLE["ls"],
-                              lw=_CHANCE_STYLE["lw"], label="chance level"))
+        handles.append(Line2D([], [], color=CHANCE_STYLE["color"], ls=CHANCE_STYLE["ls"],
+                              lw=CHANCE_STYLE["lw"], label="chance level"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- R heatmap
@@ -329,7 +287,7 @@ def plot_r_heatmap(
     n_rows, n_cols = vals.shape
     labels = [str(stage_labels[int(i)]) if stage_labels else str(i) for i in R.index] if R.size else [""]
     cols = [str(c) for c in R.columns] if R.size else [""]
-    fig = _new_figure(max(5.5, 0.95 * n_cols + 3.2), max(3.2, 0.5 * n_rows + 2.2))
+    fig = new_figure(max(5.5, 0.95 * n_cols + 3.2), max(3.2, 0.5 * n_rows + 2.2))
     ax = fig.add_subplot(1, 1, 1)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.9")
     im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=0, vmax=100, aspect="auto")
@@ -371,4 +329,4 @@ def plot_r_heatmap(
     cb.set_label("score [%]")
     ax.set_title(title or f"R matrix — {method}\n(score after each stage; outlined = target of that stage; grey n/a = missing)",
                  fontsize=10, pad=20 if groups else 6)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -233,7 +233,7 @@ def mean_pm_std(mean: pd.DataFrame, std: pd.DataFrame | None, decimals: int = 1)
 
 def pareto_markdown(pareto: pd.DataFrame, *, experiment: str, seeds: Sequence[int],
                     lr_rule: Mapping | None = None) -> str:
-    """The Pareto table (lmmcl.report.aggregate.pareto_table) with its legend."""
+    """The Pareto table (lmmcl.report.summary.pareto_table) with its legend."""
     shown = pareto.copy()
     shown["Learning"] = mean_pm_std(pareto[["Learning"]], pareto[["Learning_std"]].set_axis(["Learning"], axis=1))["Learning"]
     shown["HeldOut_mean"] = mean_pm_std(pareto[["HeldOut_mean"]],

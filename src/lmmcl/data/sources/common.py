@@ -26,6 +26,7 @@ from PIL import Image as PILImage
 
 from lmmcl.atomic import atomic_paths, atomic_write_text
 from lmmcl.data import contract
+from lmmcl.layout import SOURCE_REPORT, split_file
 
 # Every secret the project may use. They are read from the environment only (Flickr by
 # flickr.credentials_from_env, the hub token by huggingface_hub itself), never from a config file
@@ -170,11 +171,11 @@ def write_dataset(out_dir: str | os.PathLike, splits: dict[str, list[dict]], rep
         if not records:
             raise ValueError(f"{report.dataset}: split {split!r} has no usable record "
                              f"({report.why_empty(split)}); nothing was written")
-    finals = {split: out_dir / f"{split}.parquet" for split in splits}
+    finals = {split: out_dir / split_file(split) for split in splits}
     with atomic_paths(finals.values()) as tmps:
         for (split, records), tmp in zip(splits.items(), tmps):
             contract.write_split(records, tmp, features=features)
-    atomic_write_text(out_dir / "report.json", report.dumps())
+    atomic_write_text(out_dir / SOURCE_REPORT, report.dumps())
     return finals
 
 
