@@ -29,7 +29,7 @@ GOAL = 1.2
 def _tiny_rows(steps: int) -> list[dict]:
     import yaml
 
-    from lmmcl import recipes
+    from lmmcl import recipes, registry
     from lmmcl.data.synthetic import write_skill
     from lmmcl.models import delta
     from lmmcl.models.meta import build_meta
@@ -44,7 +44,7 @@ def _tiny_rows(steps: int) -> list[dict]:
         data = write_skill("syn_birds", "train", 16, 0, tmp / "birds.parquet")
         build_base(model_cfg=model_cfg, experiment="bench", out_manifest=tmp / "base/manifest.json", data=[],
                    hparams={})
-        for name in recipes.builtin_recipes():
+        for name in registry.recipes():
             try:  # e.g. last_n_layers larger than the tiny LLM
                 recipes.apply(build_meta("tiny_llava"), name, family="tiny_llava")
             except ValueError as e:
@@ -78,14 +78,14 @@ def _safetensors_bytes(shapes: dict[str, tuple], dtype: str, itemsize: int) -> i
 
 
 def _computed_rows(family: str) -> list[dict]:
-    from lmmcl import recipes
+    from lmmcl import recipes, registry
     from lmmcl.models.meta import build_meta, hf_config_dict
 
     config_bytes = len(json.dumps(hf_config_dict(family), indent=2).encode()) + 200  # + generation_config
     model = build_meta(family)
     total = sum(p.numel() for p in model.parameters())
     rows = []
-    for name in recipes.builtin_recipes():
+    for name in registry.recipes():
         try:
             recipes.apply(model, name, family=family)
         except ValueError:

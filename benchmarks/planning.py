@@ -58,10 +58,10 @@ def startup(repeats: int) -> float:
 
 
 def _everything(config: Path) -> dict:
-    from lmmcl.recipes import builtin_recipes
+    from lmmcl import registry
 
     cfg = yaml.safe_load(config.read_text())
-    cfg["methods"] = {name: {"recipe": name} for name in builtin_recipes()}
+    cfg["methods"] = {name: {"recipe": name} for name in registry.recipes()}
     cfg["methods"].update({"lora": {"method": "lora", "recipe": "llm"}, "lwf": {"method": "lwf", "recipe": "llm"},
                            "wise_ft": {"method": "wise_ft", "recipe": "llm"}, "moe": {"method": "moe"}})
     return cfg

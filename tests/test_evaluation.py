@@ -119,7 +119,7 @@ def test_task_hooks():
     assert hooks.doc_to_text(doc) == "How many?"
     assert "{" not in hooks.doc_to_text(doc, kwargs)  # the study pasted the kwargs dict into the prompt
     assert hooks.process_results__count__count_acc(doc, ["three"]) == {"count_acc": 1.0}
-    assert hooks.process_results(doc, ["4"]) == {"count_acc": 0.0}  # registry lookup by doc["task"]
+    assert hooks.process_results__count__count_acc(doc, ["4"]) == {"count_acc": 0.0}
     with pytest.raises(AttributeError):
         hooks.not_a_hook
 
@@ -407,9 +407,9 @@ def test_normalize_stored_builtin_results_json():
 def test_registry_builtins_match_installed_lmms_eval():
     """Every built-in benchmark names an lmms-eval 0.7.3 task whose YAML declares the metric of
     its registry metric_key (and the filter, where the key has one other than none)."""
-    from lmmcl.config import benchmark_registry
+    from lmmcl.registry import benchmarks
 
-    reg = benchmark_registry()
+    reg = benchmarks()
     builtin = {b: s for b, s in reg.items() if s.get("builtin")}
     assert set(builtin) == {"textvqa_val", "ai2d", "chartqa", "docvqa_val", "infovqa_val", "realworldqa",
                             "seedbench", "scienceqa_img", "mmstar", "ocrbench"}
@@ -424,9 +424,11 @@ def test_registry_builtins_match_installed_lmms_eval():
 
 
 def test_plan_targets_and_local_benchmarks():
-    from lmmcl.config import Plan, target_of
+    from lmmcl.config import Plan
+    from lmmcl.registry import benchmark_of_task, task_of_benchmark
 
-    assert target_of("textvqa") == "textvqa_val" and target_of("cub200") == "cub200"
+    assert benchmark_of_task("textvqa") == "textvqa_val" and benchmark_of_task("cub200") == "cub200"
+    assert task_of_benchmark("textvqa_val") == "textvqa" and task_of_benchmark("cub200") == "cub200"
     cfg = {"experiment": "x", "sequence": ["cub200", "textvqa"], "methods": {"m": {"recipe": "sa_proj"}},
            "benchmarks": {"held_out": ["ai2d", "mmstar"], "extra": ["countbench"]}}
     plan = Plan(cfg)

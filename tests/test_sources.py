@@ -7,7 +7,8 @@ import pytest
 
 from fixtures.real_formats import FEATURES, jpeg, corrupt_jpeg, make_cub_tarball, textvqa_row, write_hub_split
 from lmmcl.data.contract import read_split
-from lmmcl.data.sources import convert, cub200, dataset_registry
+from lmmcl import registry
+from lmmcl.data.sources import convert, cub200
 from lmmcl.data.sources.textvqa import majority_answer
 
 
@@ -239,7 +240,7 @@ def test_timeclock_train_from_its_about_time_csv(tmp_path):
 
 
 def test_registry_and_unknown_dataset():
-    reg = dataset_registry()
+    reg = registry.datasets()
     for name in ("cub200", "pixmocount", "pathvqa", "textvqa", "timeclock"):
         assert "train" in reg[name]["splits"]
     for name in ("cococlock", "openimgclock", "countbench"):

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
-
-import yaml
 
 from . import recipes as recipe_registry
+from . import registry
 from .layout import stage_name
 from .train.hparams import DEFAULT_HPARAMS
 from .train.methods import METHOD_DEFAULTS, NO_RECIPE, RECIPE_OPTIONAL, method_keys, method_spec
@@ -37,26 +34,6 @@ def resolve_sequence(cfg: dict) -> list[str]:
             raise ConfigError(f"sequence: {seq!r} is not one of the named sequences {sorted(named)}")
         return list(named[seq])
     return list(seq)
-
-
-@lru_cache(maxsize=1)
-def benchmark_registry() -> dict:
-    return yaml.safe_load(resources.files("lmmcl").joinpath("registry/benchmarks.yaml").read_text())
-
-
-def target_of_task(benchmark: str, spec: dict) -> str:
-    """The training task a registry benchmark measures (`target_of`, default its own name)."""
-    return spec.get("target_of") or benchmark
-
-
-def target_of(task: str) -> str:
-    """The target benchmark of training task `task`: the registry benchmark whose `target_of`
-    is `task` (e.g. textvqa -> textvqa_val), else the benchmark named like the task."""
-    reg = benchmark_registry()
-    for b, spec in reg.items():
-        if spec.get("target_of") == task:
-            return b
-    return task
 
 
 @dataclass(frozen=True)
@@ -108,7 +85,7 @@ class Plan:
         self.stage_cfg: dict = cfg.get("stages") or {}
         self.extra_recipes: dict = cfg.get("recipes") or {}
         b = cfg.get("benchmarks") or {}
-        self.target = list(b.get("target") or [target_of(t) for t in self.sequence])
+        self.target = list(b.get("target") or [registry.benchmark_of_task(t) for t in self.sequence])
         self.held_out = list(b.get("held_out") or [])
         self.extra = list(b.get("extra") or [])
         self.check()
@@ -125,14 +102,14 @@ class Plan:
             if t in seen:
                 raise ConfigError(f"sequence: task {t!r} appears twice; each task is one stage")
             seen.add(t)
-        registry = benchmark_registry()
+        benchmarks = registry.benchmarks()
         for group, names in (("target", self.target), ("held_out", self.held_out), ("extra", self.extra)):
             for n in names:
-                if n not in registry:
-                    raise ConfigError(f"benchmarks.{group}: unknown benchmark {n!r}; allowed: {sorted(registry)}")
+                if n not in benchmarks:
+                    raise ConfigError(f"benchmarks.{group}: unknown benchmark {n!r}; allowed: {sorted(benchmarks)}")
         for t in self.sequence:
-            if target_of(t) not in registry:
-                tasks = sorted({target_of_task(b, spec) for b, spec in registry.items()})
+            if registry.benchmark_of_task(t) not in benchmarks:
+                tasks = sorted({registry.task_of_benchmark(b) for b in benchmarks})
                 raise ConfigError(f"sequence: unknown task {t!r} (no benchmark measures it); allowed: {tasks}")
         self._check_datasets()
         dup = set(self.target) & set(self.held_out) | set(self.target) & set(self.extra) | set(self.held_out) & set(self.extra)
@@ -218,17 +195,15 @@ class Plan:
             raise ConfigError(str(e)) from None
 
     def _trainable_tasks(self) -> list[str]:
-        from .data.sources import dataset_registry
-
-        return sorted(n for n, s in dataset_registry().items() if "train" in (s.get("splits") or []))
+        return sorted(n for n, s in registry.datasets().items() if "train" in (s.get("splits") or []))
 
     def _check_datasets(self):
-        """Every sequence task is a dataset with a train split (registry/datasets.yaml), and
+        """Every sequence task is a dataset with a train split (lmmcl.registry.datasets), and
         `data.sources` only configures datasets that have a converter."""
-        from .data.sources import dataset_registry, reject_secret_options
+        from .data.sources import reject_secret_options
 
-        reg = dataset_registry()
-        trainable = sorted(n for n, s in reg.items() if "train" in (s.get("splits") or []))
+        reg = registry.datasets()
+        trainable = self._trainable_tasks()
         for t in self.sequence:
             if t not in trainable:
                 raise ConfigError(f"sequence: task {t!r} is not a dataset with a train split "
@@ -273,7 +248,7 @@ class Plan:
     @property
     def local_benchmarks(self) -> list[str]:
         """Benchmarks that read local parquet (not lmms-eval built-ins, which load their own data)."""
-        reg = benchmark_registry()
+        reg = registry.benchmarks()
         return [b for b in self.benchmarks if not reg[b].get("builtin")]
 
     def stages(self, method: str) -> list[Stage]:
@@ -310,7 +285,7 @@ class Plan:
         return method_spec(self.method_kind(method), self.methods[method], where=f"methods.{method}")
 
     def report_plan(self) -> dict:
-        reg = benchmark_registry()
+        reg = registry.benchmarks()
         from .sweep import grid_points
 
         return {
@@ -320,7 +295,7 @@ class Plan:
             "sweep": grid_points(self.cfg.get("sweep")),
             "lr_rule": (self.cfg.get("sweep") or {}).get("lr_rule"),
             "sequence": self.sequence,
-            "stage_targets": {t: target_of(t) for t in self.sequence},
+            "stage_targets": {t: registry.benchmark_of_task(t) for t in self.sequence},
             "target": self.target,
             "held_out": self.held_out,
             "extra": self.extra,

@@ -14,25 +14,16 @@ from the model's own parameter names) on top of its `include` patterns.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from importlib import resources
 
-import yaml
-
+from . import registry
 from .models.families import Family, family_of_model, get_family
 
 RECIPE_KEYS = {"include", "exclude", "description", "last_n_layers"}
 
 
-@lru_cache(maxsize=1)
-def builtin_recipes() -> dict:
-    text = resources.files("lmmcl").joinpath("registry/recipes.yaml").read_text()
-    return yaml.safe_load(text)
-
-
 def all_recipes(extra: dict | None = None) -> dict:
     """Built-in recipes plus user-defined ones (`extra` wins on a name clash)."""
-    merged = dict(builtin_recipes())
+    merged = dict(registry.recipes())
     for name, spec in (extra or {}).items():
         unknown = set(spec) - RECIPE_KEYS
         if unknown:
@@ -171,7 +162,7 @@ def count_table(families: list[str] | None = None, names: list[str] | None = Non
     rows = []
     for fam in families or [f for f in FAMILIES if FAMILIES[f].hf_config]:
         model = build_meta(fam)
-        for name in names or list(builtin_recipes()):
+        for name in names or list(registry.recipes()):
             try:
                 r = apply(model, name, family=fam)
                 rows.append({"family": fam, "recipe": name, "trainable_params": r["trainable_params"],

@@ -143,9 +143,9 @@ def out_dir_of(key):
 
 
 # ---- real datasets (rules/data.smk): one conversion rule per source
-from lmmcl.data.sources import dataset_registry
+from lmmcl import registry
 
-DATASETS = dataset_registry()
+DATASETS = registry.datasets()
 
 
 def source_outputs(dataset):

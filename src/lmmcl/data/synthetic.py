@@ -29,9 +29,6 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
-from lmmcl.atomic import atomic_path
-from lmmcl.data import contract
-
 _SS = 4  # supersampling factor
 
 RGB = tuple[int, int, int]
@@ -426,7 +423,7 @@ class SkillSpec:
 
     ``classes``: the labels (for docs); ``answers``: every answer string the skill can
     produce with default options; ``make(rng, image_size)`` returns one record without
-    ``id``/``task``.
+    ``id``/``task``; ``splits``: the splits the workflow writes (lmmcl.registry.datasets).
     """
 
     name: str
@@ -434,6 +431,7 @@ class SkillSpec:
     classes: list[str]
     make: Callable[..., dict]
     answers: list[str] = field(default_factory=list)
+    splits: tuple[str, ...] = ("train", "test")
 
 
 SKILLS: dict[str, SkillSpec] = {
@@ -451,9 +449,9 @@ SKILLS: dict[str, SkillSpec] = {
         SkillSpec("syn_position", None, list(POSITIONS), _make_position, list(POSITIONS)),
     )
 }
-# base-only (no benchmark): answers in every target's format
+# base-only (no benchmark, no test split): answers in every target's format
 SKILLS["syn_prior"] = SkillSpec("syn_prior", None, list(PRIOR_TARGETS), _make_prior,
-                                [a for t in PRIOR_TARGETS for a in SKILLS[t].answers])
+                                [a for t in PRIOR_TARGETS for a in SKILLS[t].answers], splits=("train",))
 
 
 def skill_seed(skill: str, split: str, seed: int) -> int:
@@ -493,33 +491,9 @@ def generate(skill: str, split: str, n: int, seed: int, image_size: int = 32, **
 
 def write_skill(skill: str, split: str, n: int, seed: int, out_path, image_size: int = 32, **options) -> Path:
     """Generate a split and write it with :func:`lmmcl.data.contract.write_split`."""
+    from lmmcl.data import contract  # heavy (datasets): the registries read SKILLS without it
+
     return contract.write_split(generate(skill, split, n, seed, image_size, **options), out_path)
-
-
-def render_preview(skill: str, seed: int, path, n: int = 8, image_size: int = 32,
-                   scale: int = 4, cols: int = 4) -> Path:
-    """Save a PNG grid of ``n`` examples, upscaled ``scale``x with NEAREST, to eyeball a skill.
-
-    Each tile is captioned with its label (or answer) to check pictures against targets.
-    """
-    records = generate(skill, "preview", n, seed, image_size)
-    tile = image_size * scale
-    cap = 14
-    rows = math.ceil(n / cols)
-    grid = Image.new("RGB", (cols * (tile + 2), rows * (tile + cap + 2)), (255, 255, 255))
-    d = ImageDraw.Draw(grid)
-    font = ImageFont.load_default(size=11)
-    for i, rec in enumerate(records):
-        x, y = (i % cols) * (tile + 2), (i // cols) * (tile + cap + 2)
-        grid.paste(rec["image"].resize((tile, tile), Image.Resampling.NEAREST), (x, y))
-        text = str(rec.get("label", rec["answer"]))
-        if skill == "syn_count":
-            text = f"{rec['count']} {rec['label']}"
-        d.text((x + 2, y + tile + 1), text, fill=(0, 0, 0), font=font)
-    path = Path(path)
-    with atomic_path(path) as tmp:  # the temporary file keeps the suffix: PIL picks the format from it
-        grid.save(tmp)
-    return path
 
 
 @functools.lru_cache(maxsize=1)

@@ -147,7 +147,7 @@ def normalize_results(results: dict, benchmark_of_task: dict, samples: dict | No
     Raises KeyError naming a task that is missing from the results.
     """
     if registry is None:
-        from lmmcl.config import benchmark_registry
+        from lmmcl.registry import benchmarks as benchmark_registry
 
         registry = benchmark_registry()
     per_task = results.get("results", results) if isinstance(results.get("results"), dict) else results

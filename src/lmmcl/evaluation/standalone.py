@@ -56,9 +56,9 @@ def parse_builtin_data(items: list[str] | None) -> dict[str, str]:
 def set_hub_env(checkpoint: str, benchmarks: list[str], builtin_data: dict | None = None) -> bool:
     """Allow the hub (HF_HUB_OFFLINE=0) only when the run needs it and the user has not set the
     variables; otherwise `lmmcl.evaluation.run` defaults them to offline. Returns needs-hub."""
-    from lmmcl.config import benchmark_registry
+    from lmmcl import registry
 
-    reg = benchmark_registry()
+    reg = registry.benchmarks()
     hub = not Path(checkpoint).exists() or any(
         reg.get(b, {}).get("builtin") and b not in (builtin_data or {}) for b in benchmarks)
     if hub:

@@ -18,18 +18,14 @@ import json
 import shutil
 from pathlib import Path
 
+from lmmcl.registry import benchmarks as registry
+
 TASK_PREFIX = "lmmcl_"
 UTILS_SRC = Path(__file__).with_name("tasks") / "utils.py"
 
 
 def task_name(benchmark: str) -> str:
     return f"{TASK_PREFIX}{benchmark}"
-
-
-def registry() -> dict:
-    from lmmcl.config import benchmark_registry
-
-    return benchmark_registry()
 
 
 def parquet_path(benchmark: str, data_root, reg: dict | None = None) -> Path:

@@ -6,9 +6,7 @@ recipes can be resolved and counted on the real 7B/8B parameter names in a secon
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
-
+from .. import registry
 from .families import get_family
 
 
@@ -16,7 +14,7 @@ def hf_config_dict(family: str) -> dict:
     fam = get_family(family)
     if not fam.hf_config:
         raise ValueError(f"family {family!r} ships no checkpoint config (it has no default checkpoint)")
-    return json.loads(resources.files("lmmcl").joinpath(f"registry/hf_configs/{fam.hf_config}").read_text())
+    return registry.hf_config(fam.hf_config)
 
 
 def build_meta(family: str):

@@ -80,9 +80,9 @@ def _read_samples(path: Path) -> dict[int, dict] | None:
 
 def _test_images(benchmark: str, data_root, ids: list[str]) -> dict[str, bytes]:
     """{example id: PNG bytes} from the benchmark's local test parquet ({} for built-ins)."""
-    from ..config import benchmark_registry
+    from ..registry import benchmarks
 
-    spec = benchmark_registry().get(benchmark) or {}
+    spec = benchmarks().get(benchmark) or {}
     if spec.get("builtin") or not spec.get("dataset"):
         return {}
     path = Path(DataLayout(data_root).split(spec["dataset"], spec.get("split", "test")))

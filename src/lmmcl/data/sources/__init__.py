@@ -1,6 +1,6 @@
 """Converters of the real datasets into the parquet data contract (one module per source).
 
-``convert(dataset, out_dir, **options)`` looks the dataset up in ``registry/datasets.yaml``
+``convert(dataset, out_dir, **options)`` looks the dataset up in the dataset registry (``registry/datasets.yaml``)
 (its ``converter``, default ``repo`` and splits), merges ``options`` (from config
 ``data.sources.<dataset>``, ``data.seed`` and ``data.limit``) and writes
 ``<out_dir>/<split>.parquet`` plus ``<out_dir>/report.json``.
@@ -10,19 +10,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from functools import lru_cache
-from importlib import resources
 
-import yaml
-
-
-@lru_cache(maxsize=1)
-def dataset_registry() -> dict:
-    return yaml.safe_load(resources.files("lmmcl").joinpath("registry/datasets.yaml").read_text())
+from ... import registry
 
 
 def converter(dataset: str):
-    reg = dataset_registry()
+    reg = registry.datasets()
     spec = reg.get(dataset)
     if spec is None or spec.get("source") == "synthetic":
         allowed = sorted(n for n, s in reg.items() if s.get("source") != "synthetic")

@@ -6,8 +6,7 @@ therefore loaded as a stand-alone module named `utils`: it must only use absolut
 
 Scoring is delegated to `lmmcl.evaluation.scoring`. A task YAML names its scorer and primary
 metric in the function name, `!function utils.process_results__<scorer>__<metric>` (resolved
-by the module-level `__getattr__` below), so the YAML alone says how it is scored. The plain
-`process_results` instead looks up `doc["task"]` in the benchmark registry.
+by the module-level `__getattr__` below), so the YAML alone says how it is scored.
 """
 from __future__ import annotations
 
@@ -90,17 +89,6 @@ def make_process_results(scorer: str, metric: str):
 
     process_results.__name__ = process_results.__qualname__ = f"{_PR_PREFIX}{scorer}__{metric}"
     return process_results
-
-
-def process_results(doc, results, **_):
-    """Score with the registry's scorer and metric for `doc["task"]`."""
-    from lmmcl.config import benchmark_registry
-
-    reg = benchmark_registry()
-    task = doc.get("task")
-    if task not in reg:
-        raise ValueError(f"doc task {task!r} is not in the benchmark registry; allowed: {sorted(reg)}")
-    return scoring.score_all(reg[task]["scorer"], reg[task]["metric"], _prediction(results), doc)
 
 
 def __getattr__(name: str):

@@ -1,0 +1,64 @@
+"""The registries: what the workflow knows by name, as data in this folder, read once.
+
+* ``benchmarks.yaml`` -- every benchmark (our lmms-eval tasks and lmms-eval built-ins);
+* ``datasets.yaml`` -- every real dataset (source, splits, converter); the synthetic skills are
+  added from :data:`lmmcl.data.synthetic.SKILLS`, their one home;
+* ``recipes.yaml`` -- the built-in recipes (lmmcl.recipes);
+* ``hf_configs/`` -- the ``config.json`` of each real family's default checkpoint (lmmcl.models.meta).
+
+Light (yaml and PIL only): the Snakefile, the config checks and the evaluation read it before
+anything heavy is imported.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+
+def _read(name: str) -> str:
+    return resources.files(__name__).joinpath(name).read_text()
+
+
+@lru_cache(maxsize=1)
+def benchmarks() -> dict:
+    """{benchmark: spec} of benchmarks.yaml (keys documented there)."""
+    return yaml.safe_load(_read("benchmarks.yaml"))
+
+
+@lru_cache(maxsize=1)
+def datasets() -> dict:
+    """{dataset: spec}: the synthetic skills (``source: synthetic`` and their splits), then
+    datasets.yaml."""
+    from ..data.synthetic import SKILLS
+
+    synthetic = {name: {"source": "synthetic", "splits": list(skill.splits)} for name, skill in SKILLS.items()}
+    return {**synthetic, **yaml.safe_load(_read("datasets.yaml"))}
+
+
+@lru_cache(maxsize=1)
+def recipes() -> dict:
+    """{recipe: spec} of the built-in recipes (recipes.yaml)."""
+    return yaml.safe_load(_read("recipes.yaml"))
+
+
+def hf_config(file: str) -> dict:
+    """A shipped checkpoint config.json (hf_configs/<file>)."""
+    return json.loads(_read(f"hf_configs/{file}"))
+
+
+def task_of_benchmark(benchmark: str) -> str:
+    """The training task (sequence entry) a registry benchmark measures: its `target_of`, else its
+    own name (textvqa_val -> textvqa)."""
+    return benchmarks()[benchmark].get("target_of") or benchmark
+
+
+def benchmark_of_task(task: str) -> str:
+    """The target benchmark of training task `task`: the registry benchmark whose `target_of` is
+    `task` (textvqa -> textvqa_val), else the benchmark named like the task."""
+    for b, spec in benchmarks().items():
+        if spec.get("target_of") == task:
+            return b
+    return task
