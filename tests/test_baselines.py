@@ -23,7 +23,8 @@ from lmmcl.models.io import load_model, save_model_atomic
 from lmmcl.models.tiny import TinySpec, build_tiny_llava
 from lmmcl.train.collate import IGNORE_INDEX, AnswerOnlyCollator
 from lmmcl.train.methods import get_hook, method_spec
-from lmmcl.train.methods import lora, lwf, moe, wise_ft
+from lmmcl.models import moe  # the MoE layers (the hook: lmmcl.train.methods.moe)
+from lmmcl.train.methods import lora, lwf, wise_ft
 
 SPEC = TinySpec(hidden_size=32, intermediate_size=64)
 

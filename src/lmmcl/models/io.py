@@ -91,7 +91,7 @@ def attach_method_layers(model, checkpoint: str):
     """Rebuild layers a training method added to the native class (the MoE baseline's experts
     and routers, recorded in `config.lmmcl_moe`); plain checkpoints are returned unchanged."""
     if getattr(model.config, "lmmcl_moe", None):
-        from ..train.methods.moe import attach_if_present
+        from .moe import attach_if_present
 
         model = attach_if_present(model, checkpoint)
     return model
