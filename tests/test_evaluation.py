@@ -441,11 +441,12 @@ def test_plan_targets_and_local_benchmarks():
 def test_standalone_cli(real, tmp_path, capsys):
     from lmmcl.cli import main
     from lmmcl.evaluation import standalone
+    from lmmcl.models.io import resolve_checkpoint
 
-    assert standalone.resolve_checkpoint(str(real["ckpt"])) == str(Path(real["ckpt"]).resolve())
-    assert standalone.resolve_checkpoint("llava-hf/llava-onevision-qwen2-7b-ov-hf") == "llava-hf/llava-onevision-qwen2-7b-ov-hf"
+    assert resolve_checkpoint(str(real["ckpt"])) == str(Path(real["ckpt"]).resolve())
+    assert resolve_checkpoint("llava-hf/llava-onevision-qwen2-7b-ov-hf") == "llava-hf/llava-onevision-qwen2-7b-ov-hf"
     with pytest.raises(FileNotFoundError, match="neither config.json"):
-        standalone.resolve_checkpoint(str(tmp_path))
+        resolve_checkpoint(str(tmp_path))
     assert standalone.default_out_dir("a/b/stage3_pathvqa/model").name == "stage3_pathvqa__model"
     assert standalone.parse_builtin_data(["ai2d=/x.parquet"]) == {"ai2d": "/x.parquet"}
     with pytest.raises(ValueError, match="BENCHMARK=PARQUET"):

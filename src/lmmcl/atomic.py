@@ -130,5 +130,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj, default=str) -> Path:
+    """Write ``obj`` as indented JSON (keys in their order) atomically; ``default`` converts what
+    JSON cannot hold (``str``: paths; ``float``: numpy numbers)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=default) + "\n")

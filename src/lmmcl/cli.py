@@ -64,9 +64,8 @@ def cmd_merge_stage(a):
 
 
 def cmd_export(a):
-    from .evaluation.standalone import resolve_checkpoint
     from .models import delta
-    from .models.io import export_checkpoint
+    from .models.io import export_checkpoint, resolve_checkpoint
 
     ckpt = resolve_checkpoint(a.checkpoint)
     root, deltas = delta.chain(ckpt)  # a hub id or full folder is its own root
@@ -88,11 +87,12 @@ def _print_run(m: dict, out):
 
 def cmd_evaluate(a):
     from .evaluation import standalone
+    from .models.io import resolve_checkpoint
 
     given = [x for x in (a.target, a.manifest, a.checkpoint) if x]
     if len(given) != 1:
         raise ValueError("give exactly one of: CHECKPOINT (positional), --manifest, --checkpoint")
-    checkpoint = standalone.resolve_checkpoint(given[0])
+    checkpoint = resolve_checkpoint(given[0])
     out_dir = a.out_dir or standalone.default_out_dir(checkpoint)
     builtin_data = standalone.parse_builtin_data(a.builtin_data)
     standalone.set_hub_env(checkpoint, a.benchmarks, builtin_data)  # before any HF import

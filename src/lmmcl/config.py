@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from . import recipes as recipe_registry
 from . import registry
 from .layout import stage_name
-from .train.hparams import DEFAULT_HPARAMS
+from .train.hparams import DEFAULT_HPARAMS, complete
 from .train.methods import METHOD_DEFAULTS, NO_RECIPE, RECIPE_OPTIONAL, method_keys, method_spec
 
 METHOD_KEYS = {"recipe", "method", "stages"}
@@ -265,13 +265,12 @@ class Plan:
         """defaults < run seed < stages.defaults < method < stages[task] < methods[m].stages[task]
         (later wins): a stage trains with its run's seed unless the config fixes `seed` for it."""
         spec = self.methods[method]
-        hp = dict(DEFAULT_HPARAMS)
-        hp["seed"] = self.seeds[0] if seed is None else int(seed)
+        hp = {"seed": self.seeds[0] if seed is None else int(seed)}
         hp.update(self.stage_cfg.get("defaults") or {})
         hp.update({k: v for k, v in spec.items() if k in DEFAULT_HPARAMS})
         hp.update(self.stage_cfg.get(task) or {})
         hp.update((spec.get("stages") or {}).get(task) or {})
-        return hp
+        return complete(hp)
 
     def recipe(self, method: str) -> str:
         """The method's recipe; `none` for a LoRA/MoE method without one (its hook decides)."""

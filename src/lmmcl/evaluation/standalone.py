@@ -2,8 +2,8 @@
 means, where outputs go by default, and whether the run may reach the hub.
 
 `lmmcl evaluate <checkpoint>` accepts a stage/base `manifest.json`, a stage folder holding one,
-a checkpoint folder (`config.json`), or a hub id (e.g. `llava-hf/llava-onevision-qwen2-7b-ov-hf`).
-Imports nothing heavy: huggingface_hub reads HF_HUB_OFFLINE at import time, so the hub switch
+a checkpoint folder (`config.json`), or a hub id (e.g. `llava-hf/llava-onevision-qwen2-7b-ov-hf`):
+`lmmcl.models.io.resolve_checkpoint`. Imports nothing heavy: huggingface_hub reads HF_HUB_OFFLINE at import time, so the hub switch
 must be decided first.
 """
 from __future__ import annotations
@@ -11,29 +11,6 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-
-
-def resolve_checkpoint(arg: str) -> str:
-    """A loadable checkpoint (absolute folder or hub id) from a manifest, stage folder,
-    checkpoint folder or hub id. Raises FileNotFoundError for a local path that is none of them."""
-    from lmmcl.models.io import checkpoint_of
-
-    p = Path(arg)
-    if p.is_file() and p.name.endswith(".json"):
-        return checkpoint_of(p)
-    if p.is_dir():
-        if (p / "config.json").is_file():
-            return str(p.resolve())
-        if (p / "manifest.json").is_file():
-            return checkpoint_of(p / "manifest.json")
-        raise FileNotFoundError(f"{p} holds neither config.json (a checkpoint) nor manifest.json (a stage)")
-    if arg.endswith(".json"):  # not a hub id: `nope/manifest.json` would otherwise be tried on the hub
-        raise FileNotFoundError(f"manifest not found: {arg}; allowed: an existing manifest.json, a stage or "
-                                f"checkpoint folder, or a hub id ('owner/name')")
-    if p.exists() or arg.startswith((".", "/")) or arg.count("/") != 1:
-        raise FileNotFoundError(f"checkpoint {arg!r}: not a manifest.json, a checkpoint folder or a hub id "
-                                f"('owner/name')")
-    return arg
 
 
 def default_out_dir(checkpoint: str, root: str = "results/standalone") -> Path:

@@ -111,7 +111,7 @@ def task_hash(benchmark: str, data_root, limit: int | None = None, clock_exact_h
     import hashlib
 
     from lmmcl.evaluation.normalize import lmms_eval_version
-    from lmmcl.models.io import sha256_file
+    from lmmcl.hashing import sha256_file
 
     reg = registry()
     spec = reg[benchmark]

@@ -8,19 +8,11 @@ finished stage.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from ..atomic import atomic_dir, atomic_write_json, atomic_write_text  # noqa: F401  (re-exported)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+from ..atomic import atomic_dir
+from ..layout import MANIFEST
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -42,6 +34,28 @@ def checkpoint_of(manifest_path: str | Path) -> str:
             raise FileNotFoundError(f"{manifest_path}: checkpoint folder {local} has no config.json")
         return str(local)
     return ckpt
+
+
+def resolve_checkpoint(arg: str) -> str:
+    """A loadable checkpoint (absolute folder or hub id) from a stage/base manifest, a stage
+    folder, a checkpoint folder or a hub id (`lmmcl evaluate`, `lmmcl export`, the probes).
+    Raises FileNotFoundError for a local path that is none of them."""
+    p = Path(arg)
+    if p.is_file() and p.name.endswith(".json"):
+        return checkpoint_of(p)
+    if p.is_dir():
+        if (p / "config.json").is_file():
+            return str(p.resolve())
+        if (p / MANIFEST).is_file():
+            return checkpoint_of(p / MANIFEST)
+        raise FileNotFoundError(f"{p} holds neither config.json (a checkpoint) nor {MANIFEST} (a stage)")
+    if str(arg).endswith(".json"):  # not a hub id: `nope/manifest.json` would otherwise be tried on the hub
+        raise FileNotFoundError(f"manifest not found: {arg}; allowed: an existing manifest.json, a stage or "
+                                f"checkpoint folder, or a hub id ('owner/name')")
+    if p.exists() or str(arg).startswith((".", "/")) or str(arg).count("/") != 1:
+        raise FileNotFoundError(f"checkpoint {arg!r}: not a manifest.json, a checkpoint folder or a hub id "
+                                f"('owner/name')")
+    return str(arg)
 
 
 def _torch_dtype(dtype):
@@ -134,7 +148,3 @@ def export_checkpoint(checkpoint: str, out_dir: str | Path, dtype: str = "float3
     model = load_weights(checkpoint, dtype=dtype)
     return save_model_atomic(model, load_processor(checkpoint), out_dir)
 
-
-def file_hashes(folder: str | Path, suffixes=(".safetensors", ".json")) -> dict:
-    folder = Path(folder)
-    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.suffix in suffixes}

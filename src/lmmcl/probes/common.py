@@ -1,24 +1,9 @@
-"""Shared helpers of the probes: checkpoints, samples, prompts, output files."""
+"""Shared helpers of the probes: samples, prompts, decoder layers."""
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
-
-from ..atomic import atomic_write_text
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> str:
-    """A loadable checkpoint from a stage/base ``manifest.json`` or a checkpoint folder."""
-    from ..models.io import checkpoint_of
-
-    p = Path(path)
-    if p.is_file() and p.suffix == ".json":
-        return checkpoint_of(p)
-    if p.is_dir() and (p / "config.json").is_file():
-        return str(p)
-    raise FileNotFoundError(f"{path}: neither a manifest.json nor a checkpoint folder with config.json")
 
 
 def parse_labelled(items: list[str]) -> dict[str, str]:
@@ -76,6 +61,3 @@ def decoder_layers(model):
         return obj
     raise ValueError(f"cannot find the decoder layers of {type(model).__name__}")
 
-
-def write_json(path: str | os.PathLike, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=float) + "\n")

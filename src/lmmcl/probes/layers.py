@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import decoder_layers, load_samples, resolve_checkpoint, write_json
+from ..atomic import atomic_write_json
+from ..models.io import resolve_checkpoint
+from .common import decoder_layers, load_samples
 
 __all__ = ["capture_branches", "layer_deltas", "probe_layers", "plot_layers"]
 
@@ -111,7 +113,7 @@ def probe_layers(base: str, checkpoints: Mapping[str, str], data: str, out_json,
     payload = {"config": {"base": str(base), "data": str(data), "num_samples": n,
                           "delta": "||W_t h_t - W_b h_b||_2 per token, W = each model's lm_head, no final norm"},
                "checkpoints": results}
-    write_json(out_json, payload)
+    atomic_write_json(out_json, payload, default=float)
     plot_layers(payload, out_png)
     return payload
 

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import load_samples, prompt_inputs, resolve_checkpoint, write_json
+from ..atomic import atomic_write_json
+from ..models.io import resolve_checkpoint
+from .common import load_samples, prompt_inputs
 
 __all__ = ["NUMBER_WORDS", "is_number_text", "number_token_ids", "number_probe", "probe_numbers", "plot_numbers"]
 
@@ -139,7 +141,7 @@ def probe_numbers(base: str, checkpoints: Mapping[str, str], data: Mapping[str, 
         "delta_vs_base": deltas_vs_base({k: {r: v for r, v in res.items() if r != "checkpoint"}
                                          for k, res in results.items()}),
     }
-    write_json(out_json, payload)
+    atomic_write_json(out_json, payload, default=float)
     plot_numbers(payload, out_png)
     return payload
 

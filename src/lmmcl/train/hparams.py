@@ -1,4 +1,9 @@
-"""Training hyperparameters and their defaults (no heavy imports: the Snakefile reads this)."""
+"""Training hyperparameters and their defaults (no heavy imports: the Snakefile reads this).
+
+The one home of the defaults: `lmmcl.config.Plan.hparams` layers the config over them and
+`complete` fills them in for a direct call (`lmmcl build-base`, `train.trainer.fit`). Their types
+and bounds are checked by the config schema (workflow/schemas/config.schema.yaml, `$defs/hparams`).
+"""
 
 # Defaults of every training hyperparameter (config `stages.defaults` overrides them).
 DEFAULT_HPARAMS = {
@@ -18,3 +23,8 @@ DEFAULT_HPARAMS = {
     "limit": None,          # train on the first N examples only (smoke runs)
     "save_steps": None,     # in-stage checkpoint every N steps; a killed stage resumes from it
 }
+
+
+def complete(hp: dict) -> dict:
+    """`hp` over the defaults: every hyperparameter set (later keys win)."""
+    return {**DEFAULT_HPARAMS, **hp}

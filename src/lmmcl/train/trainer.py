@@ -20,7 +20,7 @@ from ..atomic import atomic_write_json
 from ..models.families import family_of_model
 from ..recipes import role_of
 from .collate import AnswerOnlyCollator
-from .hparams import DEFAULT_HPARAMS
+from .hparams import complete
 from ..models.io import attach_method_layers
 from . import tracking as tracking_mod
 from .methods import unwrap
@@ -295,7 +295,7 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     (where the curves go, default the parent of `work_dir`), `experiment`, `group` (the
     method), `run_name`, `tags`. The returned metrics hold the tracking record under "tracking".
     """
-    hp = {**DEFAULT_HPARAMS, **hp}
+    hp = complete(hp)
     if hp.get("limit"):
         dataset = dataset.select(range(min(int(hp["limit"]), len(dataset))))
     world = max(1, int(os.environ.get("WORLD_SIZE", "1")))

@@ -31,8 +31,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from .common import BadItem, Report, check_image, progress, take
-from .hub import convert_hub, hub_kwargs
+from .common import BadItem, Report, check_image, convert_rows
+from .hub import contract_record, convert_hub, hub_kwargs
 
 QUESTION = "What time does the clock show in this image?"
 _COLON_TIME = re.compile(r"(?<!\d)(\d{1,2})\s*:\s*(\d{1,2})(?!\d)")
@@ -135,22 +135,14 @@ def read_csv_split(csv_path: Path, image_root: Path, dataset: str, split: str, r
     need = {"img_id", "file_name", "hour", "minute"}
     if rows and not need <= set(rows[0]):
         raise ValueError(f"{csv_path}: columns {sorted(rows[0])} lack {sorted(need - set(rows[0]))}")
-    fn, records = _row(dataset), []
-    for idx, r in enumerate(progress(rows, desc=f"{dataset} {split} (csv)", unit=" ex")):
-        if not take(limit, len(records)):
-            break
-        report.seen(split)
-        rid = f"{dataset}_{r.get('img_id') or idx}"
-        try:
-            rec = fn(r, idx, split)
-            image = check_image(image_root / str(r.get("file_name") or ""))
-        except BadItem as e:
-            report.skip(split, rid, str(e))
-            continue
-        records.append({"id": rec["id"], "image": image, "question": rec["question"], "answer": rec["answer"],
-                        "task": dataset, "hour": rec["hour"], "minute": rec["minute"]})
-        report.kept(split)
-    return records
+    fn = _row(dataset)
+
+    def make_record(r, idx):
+        rec = fn(r, idx, split)
+        return contract_record(dataset, rec["id"], rec, check_image(image_root / str(r.get("file_name") or "")))
+
+    return convert_rows(rows, make_record, split=split, report=report, limit=limit,
+                        skip_id=lambda r, idx: f"{dataset}_{r.get('img_id') or idx}", desc=f"{dataset} {split} (csv)")
 
 
 def convert_timeclock(out_dir, *, seed: int = 0, limit: int | None = None, repo: str = EVAL_SETS["timeclock"],

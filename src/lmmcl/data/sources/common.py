@@ -4,6 +4,8 @@
   its reason, the source revision) and is written as ``report.json`` next to the splits.
 * :func:`check_image` decodes an image fully (a truncated or corrupt file raises
   :class:`BadItem`, so the item is skipped and recorded instead of crashing the run).
+* :func:`convert_rows` is the loop of every row-by-row converter: one record per usable row, up
+  to ``limit`` per split, every other row recorded with its reason.
 * :func:`write_dataset` writes every split first under temporary names and only then renames
   them all, so a failing conversion never leaves a partial parquet under a final name.
 * :func:`redact` removes secrets (the values of :data:`SECRET_ENV_VARS`: the Flickr credentials
@@ -14,18 +16,18 @@
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from PIL import Image as PILImage
 
 from lmmcl.atomic import atomic_paths, atomic_write_text
 from lmmcl.data import contract
+from lmmcl.hashing import sha256_file
 from lmmcl.layout import SOURCE_REPORT, split_file
 
 # Every secret the project may use. They are read from the environment only (Flickr by
@@ -36,7 +38,12 @@ SECRET_ENV_VARS = ("FLICKR_API_KEY", "FLICKR_API_SECRET", "HF_TOKEN", "HUGGING_F
 
 
 class BadItem(Exception):
-    """One source item that cannot be converted; the message is the recorded reason."""
+    """One source item that cannot be converted; the message is the recorded reason, ``item`` the
+    id it is recorded under (default: the converter's id of the row)."""
+
+    def __init__(self, reason: str, item: str | None = None):
+        super().__init__(reason)
+        self.item = item
 
 
 def progress(iterable=None, **kwargs):
@@ -179,14 +186,6 @@ def write_dataset(out_dir: str | os.PathLike, splits: dict[str, list[dict]], rep
     return finals
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- hub datasets
 def _local_files(path: Path, split: str) -> list[Path]:
     if path.is_file():
@@ -249,3 +248,24 @@ def source_revision(repo: str, *, path: str | None = None, revision: str | None 
 def take(limit: int | None, kept: int) -> bool:
     """Whether to keep converting (``limit`` = number of kept records per split)."""
     return limit is None or kept < limit
+
+
+def convert_rows(rows: Iterable, make_record: Callable[[dict, int], dict], *, split: str, report: Report,
+                 limit: int | None, skip_id: Callable[[dict, int], str], desc: str, unit: str = " ex") -> list[dict]:
+    """The records of one split: ``make_record(row, index)`` for each row until ``limit`` are kept.
+
+    A row whose ``make_record`` raises :class:`BadItem` is skipped and recorded in ``report``
+    with its reason, under the id the error names, else ``skip_id(row, index)``."""
+    records: list[dict] = []
+    for idx, row in enumerate(progress(rows, desc=desc, unit=unit)):
+        if not take(limit, len(records)):
+            break
+        report.seen(split)
+        try:
+            rec = make_record(row, idx)
+        except BadItem as e:
+            report.skip(split, e.item or skip_id(row, idx), str(e))
+            continue
+        records.append(rec)
+        report.kept(split)
+    return records

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .common import BadItem, Report, check_image, load_hub_split, progress, source_revision, take, write_dataset
+from .common import BadItem, Report, check_image, convert_rows, load_hub_split, source_revision, write_dataset
 
 # row_fn(row, index, split) -> record without "image"/"task" (raise BadItem to skip the row)
 RowFn = Callable[[dict, int, str], dict]
@@ -22,31 +22,35 @@ def convert_hub(dataset: str, out_dir, row_fn: RowFn, *, repo: str, splits: dict
     """
     report = Report(dataset, source_revision(repo, path=path, revision=revision), seed=seed, limit=limit)
     out: dict[str, list[dict]] = {}
+
+    def default_id(row, idx):
+        return f"{dataset}_{idx:05d}"
+
     for split, hub_split in splits.items():
         ds = (rows or {}).get(hub_split)
         if ds is None:
             ds = load_hub_split(repo, hub_split, path=path, revision=revision, cache_dir=cache_dir)
-        records: list[dict] = []
-        for idx, row in enumerate(progress(ds, desc=f"{dataset} {split}", unit=" ex")):
-            if not take(limit, len(records)):
-                break
-            report.seen(split)
-            rid = f"{dataset}_{idx:05d}"
+
+        def make_record(row, idx, split=split):
+            rec = row_fn(row, idx, split)
+            rid = rec.get("id", default_id(row, idx))
             try:
-                rec = row_fn(row, idx, split)
-                rid = rec.get("id", rid)
-                image = check_image(row.get(image_column))
-            except BadItem as e:
-                report.skip(split, rid, str(e))
-                continue
-            records.append({"id": rid, "image": image, "question": rec["question"], "answer": rec["answer"],
-                            "task": dataset, **{k: v for k, v in rec.items() if k not in ("id", "question", "answer")}})
-            report.kept(split)
-        out[split] = records
+                return contract_record(dataset, rid, rec, check_image(row.get(image_column)))
+            except BadItem as e:  # recorded under the row's own id
+                raise BadItem(str(e), item=rid) from None
+
+        out[split] = convert_rows(ds, make_record, split=split, report=report, limit=limit, skip_id=default_id,
+                                  desc=f"{dataset} {split}")
     if post is not None:
         out = post(out, report)
     write_dataset(Path(out_dir), out, report, features=features)
     return report
+
+
+def contract_record(dataset: str, rid: str, rec: dict, image: bytes) -> dict:
+    """A record of the data contract from a converter's row record (question, answer, extra columns)."""
+    return {"id": rid, "image": image, "question": rec["question"], "answer": rec["answer"], "task": dataset,
+            **{k: v for k, v in rec.items() if k not in ("id", "question", "answer")}}
 
 
 def text(value, what: str) -> str:

@@ -36,8 +36,7 @@ from pathlib import Path
 
 from lmmcl.atomic import atomic_write_bytes
 
-from .common import (BadItem, Report, check_image, load_hub_split, progress, source_revision, take,
-                     write_dataset)
+from .common import BadItem, Report, check_image, convert_rows, load_hub_split, source_revision, write_dataset
 from .flickr import FetchError, FlickrClient, credentials_from_env, http_url, photo_id_from_url
 
 REPO = "allenai/pixmo-count"
@@ -62,6 +61,20 @@ def answer_text(count: int, label: str, split: str) -> str:
         return str(count)
     verb = "is" if count == 1 else "are"
     return f"There {verb} {count} {label} in this image."
+
+
+def _checked_fields(row: dict) -> tuple[str, int, str]:
+    """(label, count, image sha256) of a metadata row; :class:`BadItem` naming a bad one."""
+    label = " ".join(str(row.get("label") or "").split())
+    count = row.get("count")
+    sha = str(row.get("image_sha256") or "").lower()
+    if not label:
+        raise BadItem("empty label")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise BadItem(f"bad count: {count!r}")
+    if not _SHA256.fullmatch(sha):
+        raise BadItem(f"bad image_sha256: {sha[:80]!r} is not 64 hex digits")
+    return label, count, sha
 
 
 def _sha(data: bytes) -> str:
@@ -137,52 +150,37 @@ def convert(out_dir, *, seed: int = 0, limit: int | None = None, repo: str = REP
     failed: dict[str, str] = {}  # image sha256 -> the row whose fetch failed in this run
     out: dict[str, list[dict]] = {}
     for split in splits:
-        ds = load_hub_split(repo, split, path=path, revision=revision, cache_dir=cache_dir)
-        records, kept_by = [], {}  # dedup key -> id of the row kept for it
-        for idx, row in enumerate(progress(ds, desc=f"pixmocount {split}", unit=" img")):
-            if not take(limit, len(records)):
-                break
-            report.seen(split)
-            rid = f"pixmocount_{split}_{idx:06d}"
-            label = " ".join(str(row.get("label") or "").split())
-            count = row.get("count")
-            sha = str(row.get("image_sha256") or "").lower()
-            if not label:
-                report.skip(split, rid, "empty label")
-                continue
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                report.skip(split, rid, f"bad count: {count!r}")
-                continue
-            if not _SHA256.fullmatch(sha):
-                report.skip(split, rid, f"bad image_sha256: {sha[:80]!r} is not 64 hex digits")
-                continue
+        kept_by: dict = {}  # dedup key -> id of the row kept for it
+
+        def row_id(row, idx, split=split):
+            return f"pixmocount_{split}_{idx:06d}"
+
+        def make_record(row, idx, split=split, kept_by=kept_by):
+            rid = row_id(row, idx)
+            label, count, sha = _checked_fields(row)
             key = (sha, label) if keep_all_labels else sha
             if key in kept_by:
                 what = "(image_sha256, label)" if keep_all_labels else "image_sha256"
-                report.skip(split, rid, f"duplicate {what}: row {kept_by[key]} kept (label {label!r} dropped)")
-                continue
+                raise BadItem(f"duplicate {what}: row {kept_by[key]} kept (label {label!r} dropped)")
             if sha in failed:
-                report.skip(split, rid, f"image failed earlier in this run: row {failed[sha]}, not fetched again")
-                continue
+                raise BadItem(f"image failed earlier in this run: row {failed[sha]}, not fetched again")
             try:
                 data, how = fetch_image(client, row.get("image_url") or "", sha, images, verify_sha256)
                 check_image(data)
-            except FetchError as e:
+            except (FetchError, BadItem) as e:
+                if isinstance(e, BadItem):  # a corrupt download: not kept in the cache either
+                    (images / f"{sha}.jpg").unlink(missing_ok=True)
                 failed[sha] = rid
-                report.skip(split, rid, str(e))
-                continue
-            except BadItem as e:
-                (images / f"{sha}.jpg").unlink(missing_ok=True)
-                failed[sha] = rid
-                report.skip(split, rid, str(e))
-                continue
+                raise BadItem(str(e)) from None
             fetched[how] += 1
             kept_by[key] = rid
-            records.append({"id": rid, "image": data, "question": f"How many {label} are in this image?",
-                            "answer": answer_text(count, label, split), "task": "pixmocount",
-                            "label": label, "count": count, "image_sha256": sha})
-            report.kept(split)
-        out[split] = records
+            return {"id": rid, "image": data, "question": f"How many {label} are in this image?",
+                    "answer": answer_text(count, label, split), "task": "pixmocount",
+                    "label": label, "count": count, "image_sha256": sha}
+
+        ds = load_hub_split(repo, split, path=path, revision=revision, cache_dir=cache_dir)
+        out[split] = convert_rows(ds, make_record, split=split, report=report, limit=limit, skip_id=row_id,
+                                  desc=f"pixmocount {split}", unit=" img")
     report.extra["images"] = fetched
     report.extra["flickr"] = dict(client.stats)
     write_dataset(out_dir, out, report)

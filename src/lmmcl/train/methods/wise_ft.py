@@ -7,16 +7,14 @@ tensor of the state dict is merged (frozen ones are equal in both, so they stay 
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
 
+from ...layout import MODEL_DIR
 from ...models.delta import Snapshot
-from ...models.io import (atomic_write_json, checkpoint_of, file_hashes, load_model, read_manifest,
-                           save_stage_checkpoint)
-
-MODEL_DIR = "model"
+from ...models.io import checkpoint_of, load_model, read_manifest, save_stage_checkpoint
+from .. import manifest as manifests
 
 
 def merge_state_dicts(previous: dict, finetuned: dict, alpha: float) -> dict:
@@ -69,18 +67,12 @@ def merge_stage(*, previous_manifest, finetuned_manifest, out_manifest, alpha: f
     del previous
     storage = save_stage_checkpoint(finetuned, processor, out_manifest.parent / MODEL_DIR,
                                     parent_manifest=previous_manifest, snapshot=snapshot, fmt=checkpoint_format)
-    manifest = {
+    return manifests.write(out_manifest, {
         **{k: v for k, v in ft_meta.items() if k not in ("hashes", "checkpoint", "created")},
         "kind": "stage",
         "parent": str(Path(previous_manifest)),
-        "checkpoint": MODEL_DIR,
-        "checkpoint_is_local": True,
-        "checkpoint_storage": storage,
+        **manifests.local_checkpoint(storage),
         "wise_ft": {"alpha_previous": float(alpha), "previous": str(Path(previous_manifest)),
                     "finetuned": str(Path(finetuned_manifest)), "merged_tensors": n,
                     "formula": "alpha*previous + (1-alpha)*finetuned"},
-        "hashes": file_hashes(out_manifest.parent / MODEL_DIR),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    atomic_write_json(out_manifest, manifest)
-    return manifest
+    })
