@@ -14,7 +14,7 @@ from . import recipes as recipe_registry
 from . import registry
 from .layout import stage_name
 from .train.hparams import DEFAULT_HPARAMS, complete
-from .train.methods import METHOD_DEFAULTS, NO_RECIPE, RECIPE_OPTIONAL, method_keys, method_spec
+from .train.methods import DEFAULT_METHOD, METHOD_DEFAULTS, NO_RECIPE, RECIPE_OPTIONAL, method_keys, method_spec
 
 METHOD_KEYS = {"recipe", "method", "stages"}
 # training methods (lmmcl.train.methods): sft and the baselines lora, lwf, wise_ft, moe
@@ -119,7 +119,7 @@ class Plan:
         if not self.methods:
             raise ConfigError("methods: at least one method is needed (in `methods` or a `sweep` grid)")
         for m, spec in self.methods.items():
-            kind = spec.get("method", "sft")
+            kind = spec.get("method", DEFAULT_METHOD)
             if kind not in METHODS:
                 raise ConfigError(f"methods.{m}.method: unknown method {spec['method']!r}; allowed: {sorted(METHODS)}")
             allowed_keys = METHOD_KEYS | set(DEFAULT_HPARAMS) | method_keys(kind)
@@ -277,7 +277,7 @@ class Plan:
         return self.methods[method].get("recipe", NO_RECIPE)
 
     def method_kind(self, method: str) -> str:
-        return self.methods[method].get("method", "sft")
+        return self.methods[method].get("method", DEFAULT_METHOD)
 
     def method_spec(self, method: str) -> dict:
         """`{"method": kind, **the kind's keys with defaults}` (lmmcl.train.methods)."""

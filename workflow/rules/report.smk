@@ -25,7 +25,7 @@ rule aggregate:
         heatmaps=report([LAYOUT.heatmap(m) for m in PLAN.methods], caption="../report/r_heatmap.rst",
                         category="2. Plots", subcategory="R heatmaps"),
     params:
-        results=LAYOUT.root,
+        results=lambda wildcards: LAYOUT.root,
         plan=dumps(PLAN.report_plan()),
     log:
         LAYOUT.exp_log("aggregate"),
@@ -51,7 +51,7 @@ rule gallery:
         png=report(GALLERY["png"], caption="../report/gallery_png.rst", category="5. Answer gallery",
                    subcategory="Per benchmark"),
     params:
-        results=LAYOUT.root,
+        results=lambda wildcards: LAYOUT.root,
         plan=dumps(PLAN.report_plan()),
         examples=config["gallery"]["examples"],
         data_root=lambda wildcards: DATA,

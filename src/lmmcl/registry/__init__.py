@@ -4,6 +4,7 @@
 * ``datasets.yaml`` -- every real dataset (source, splits, converter); the synthetic skills are
   added from :data:`lmmcl.data.synthetic.SKILLS`, their one home;
 * ``recipes.yaml`` -- the built-in recipes (lmmcl.recipes);
+* ``families.yaml`` -- the architecture keys of every model family (lmmcl.models.families);
 * ``hf_configs/`` -- the ``config.json`` of each real family's default checkpoint (lmmcl.models.meta).
 
 Light (yaml and PIL only): the Snakefile, the config checks and the evaluation read it before
@@ -36,6 +37,12 @@ def datasets() -> dict:
 
     synthetic = {name: {"source": "synthetic", "splits": list(skill.splits)} for name, skill in SKILLS.items()}
     return {**synthetic, **yaml.safe_load(_read("datasets.yaml"))}
+
+
+@lru_cache(maxsize=1)
+def families() -> dict:
+    """{family: architecture keys} of families.yaml (lmmcl.models.families.Family fields)."""
+    return yaml.safe_load(_read("families.yaml"))
 
 
 @lru_cache(maxsize=1)

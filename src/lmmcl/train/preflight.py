@@ -89,7 +89,8 @@ def check_stage_inputs(parent_manifest, data, *, recipe: str, extra_recipes: dic
     from . import methods
 
     ckpt = check_parent(parent_manifest)
-    spec = methods.method_spec((method_spec or {}).get("method", "sft"), method_spec or {}, where="method_spec")
+    spec = methods.method_spec((method_spec or {}).get("method", methods.DEFAULT_METHOD), method_spec or {},
+                               where="method_spec")
     if not (recipe == methods.NO_RECIPE and spec["method"] in methods.RECIPE_OPTIONAL):
         recipes.get_recipe(recipe, extra_recipes)  # ValueError: unknown recipe ..., allowed: [...]
     check_data(data)

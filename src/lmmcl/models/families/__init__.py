@@ -1,10 +1,11 @@
 """Model families: the native transformers class of each and where its roles live.
 
-One module per family (`tiny_llava`, `llava_onevision`, `llava_next`, `qwen2_5_vl`), each
-registering a `Family`. Roles are regexes over in-memory `named_parameters()` names
-(transformers 5 layout: no `vision_model.` level; on-disk keys differ, so never match those).
-Recipes refer to roles as `{role}` placeholders, so the same recipe data selects the right
-tensors in every family.
+The architecture keys of every family (class, model_type, default checkpoint, end-of-turn token
+and the role map) are data: `registry/families.yaml`. Each family also has a module here
+(`tiny_llava`, `llava_onevision`, `llava_next`, `qwen2_5_vl`) with its chat template and
+`build_tiny(seed)`, a tiny randomly initialised model of its class (the shared parts:
+`families.tiny_parts`). Recipes refer to roles as `{role}` placeholders, so the same recipe data
+selects the right tensors in every family.
 
 Roles every family defines (a role may match nothing, e.g. `newline` on plain LLaVA):
 `vision_tower`, `projector`, `llm` (everything of the language model incl. lm_head and the
@@ -17,19 +18,9 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Callable
 
-ROLES = ("vision_tower", "projector", "llm", "llm_layers", "embeddings", "lm_head", "llm_norm", "newline")
+from ... import registry
 
-# Names under `model.` of the LLaVA classes (LLaVA, LLaVA-NeXT, LLaVA-OneVision share them).
-LLAVA_ROLES = {
-    "vision_tower": r"^model\.vision_tower\.",
-    "projector": r"^model\.multi_modal_projector\.",
-    "llm": r"^(model\.language_model\.|lm_head\.|model\.image_newline$)",
-    "llm_layers": r"^model\.language_model\.layers",
-    "embeddings": r"^model\.language_model\.embed_tokens\.",
-    "lm_head": r"^lm_head\.",
-    "llm_norm": r"^model\.language_model\.norm\.",
-    "newline": r"^model\.image_newline$",
-}
+ROLES = ("vision_tower", "projector", "llm", "llm_layers", "embeddings", "lm_head", "llm_norm", "newline")
 
 
 @dataclass(frozen=True)
@@ -49,7 +40,6 @@ class Family:
             raise ValueError(f"family {self.name}: roles {missing} are not mapped")
 
 
-FAMILY_MODULES = ("tiny_llava", "llava_onevision", "llava_next", "qwen2_5_vl")
 FAMILIES: dict[str, Family] = {}
 
 
@@ -59,8 +49,10 @@ def register(family: Family) -> Family:
 
 
 def _load_all():
-    for mod in FAMILY_MODULES:
-        import_module(f"{__name__}.{mod}")
+    """One Family per entry of registry/families.yaml, with its module's tiny builder."""
+    for name, spec in registry.families().items():
+        module = import_module(f"{__name__}.{name}")
+        register(Family(name=name, **spec, build_tiny=getattr(module, "build_tiny", None)))
 
 
 def get_family(name: str) -> Family:

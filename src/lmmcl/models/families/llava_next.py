@@ -5,7 +5,7 @@ Llama-3 chat template, `<|eot_id|>` closes a turn. Note: HF's native LLaVA-NeXT 
 no `anyres_max_9` downsampling, unlike the study's own LLaVA-NeXT code
 (`llava/model/llava_arch.py` in jessemelpolio/LMM_CL, used with `--image_aspect_ratio anyres_max_9`).
 """
-from . import LLAVA_ROLES, Family, register
+from .tiny_parts import grid_pinpoints, seeded_model, text_sizes, token_ids, vision_sizes
 
 # chat_template of llava-hf/llama3-llava-next-8b-hf
 CHAT_TEMPLATE = (
@@ -23,7 +23,6 @@ SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|en
 
 def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden: int = 64, layers: int = 2):
     """(model, processor): a randomly initialised LlavaNextForConditionalGeneration."""
-    import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
     from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
@@ -33,32 +32,17 @@ def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden:
         SPECIALS, bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<pad>", unk=None,
         extra_special_tokens={"image_token": "<image>"}, added=SPECIALS, chat_template=CHAT_TEMPLATE,
     )
-    pins = [[image_size * i, image_size * j] for i in (1, 2) for j in (1, 2)]
+    pins = grid_pinpoints(image_size)
     image_processor = LlavaNextImageProcessorPil(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
         image_grid_pinpoints=pins)
     processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch_size,
                                    vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                    chat_template=CHAT_TEMPLATE)
-    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                       tie_word_embeddings=False, **ids)
-    vision = CLIPVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                              num_attention_heads=4, image_size=image_size, patch_size=patch_size,
-                              projection_dim=hidden)
+    ids = token_ids(tok)
+    text = LlamaConfig(vocab_size=len(tok), **text_sizes(hidden, layers), **ids)
+    vision = CLIPVisionConfig(**vision_sizes(hidden, image_size, patch_size), projection_dim=hidden)
     config = LlavaNextConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
                              vision_feature_select_strategy="default", vision_feature_layer=-2,
                              image_grid_pinpoints=pins, tie_word_embeddings=False)
-    torch.manual_seed(seed)
-    model = LlavaNextForConditionalGeneration(config)
-    for k, v in ids.items():
-        setattr(model.generation_config, k, v)
-    return model, processor
-
-
-FAMILY = register(Family(
-    name="llava_next", model_class="LlavaNextForConditionalGeneration", model_type="llava_next",
-    default_checkpoint="llava-hf/llama3-llava-next-8b-hf", roles=LLAVA_ROLES, end_of_turn="<|eot_id|>",
-    hf_config="llama3-llava-next-8b-hf.json", build_tiny=build_tiny,
-))
+    return seeded_model(LlavaNextForConditionalGeneration, config, seed, ids), processor

@@ -5,7 +5,7 @@ chat template (ChatML with the OV quirk: the assistant header of a rendered turn
 `<|im_start|>assistant ` + `\\n`, the generation prompt `<|im_start|>assistant\\n`). The tiny
 model below carries that same template, so the collator is tested against the quirk.
 """
-from . import LLAVA_ROLES, Family, register
+from .tiny_parts import grid_pinpoints, seeded_model, text_sizes, token_ids, vision_sizes
 
 # chat_template of llava-hf/llava-onevision-qwen2-*-ov-hf
 CHAT_TEMPLATE = (
@@ -26,7 +26,6 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
 def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden: int = 64, layers: int = 2):
     """(model, processor): a randomly initialised LlavaOnevisionForConditionalGeneration."""
-    import torch
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config, SiglipVisionConfig
     from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
         LlavaOnevisionImageProcessorPil,
@@ -40,34 +39,19 @@ def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden:
         extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
         added=SPECIALS, chat_template=CHAT_TEMPLATE,
     )
-    pins = [[image_size * i, image_size * j] for i in (1, 2) for j in (1, 2)]
+    pins = grid_pinpoints(image_size)
     n_tokens = (image_size // patch_size) ** 2
     image_processor = LlavaOnevisionImageProcessorPil(
         size={"height": image_size, "width": image_size}, image_grid_pinpoints=pins)
     processor = LlavaOnevisionImageOnlyProcessor(
         image_processor=image_processor, tokenizer=tok, num_image_tokens=n_tokens,
         vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9", chat_template=CHAT_TEMPLATE)
-    ids = dict(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
-    text = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                       tie_word_embeddings=False, **ids)
-    vision = SiglipVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                                num_attention_heads=4, image_size=image_size, patch_size=patch_size,
-                                vision_use_head=False)
+    ids = token_ids(tok, bos=False)
+    text = Qwen2Config(vocab_size=len(tok), **text_sizes(hidden, layers), **ids)
+    vision = SiglipVisionConfig(**vision_sizes(hidden, image_size, patch_size), vision_use_head=False)
     config = LlavaOnevisionConfig(
         vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
         video_token_index=tok.convert_tokens_to_ids("<video>"), vision_feature_select_strategy="full",
         vision_feature_layer=-1, vision_aspect_ratio="anyres_max_9", image_grid_pinpoints=pins,
         tie_word_embeddings=False)
-    torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration(config)
-    for k, v in ids.items():
-        setattr(model.generation_config, k, v)
-    return model, processor
-
-
-FAMILY = register(Family(
-    name="llava_onevision", model_class="LlavaOnevisionForConditionalGeneration", model_type="llava_onevision",
-    default_checkpoint="llava-hf/llava-onevision-qwen2-7b-ov-hf", roles=LLAVA_ROLES, end_of_turn="<|im_end|>",
-    hf_config="llava-onevision-qwen2-7b-ov-hf.json", build_tiny=build_tiny,
-))
+    return seeded_model(LlavaOnevisionForConditionalGeneration, config, seed, ids), processor

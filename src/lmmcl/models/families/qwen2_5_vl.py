@@ -2,20 +2,9 @@
 
 Default checkpoint Qwen/Qwen2.5-VL-7B-Instruct. The patch merger sits inside `model.visual`
 but plays the projector's role, so `vision_tower` excludes it and `projector` is the merger.
-There is no image newline (the `newline` role matches nothing).
+There is no image newline (the `newline` role matches nothing). Roles: registry/families.yaml.
 """
-from . import Family, register
-
-ROLES = {
-    "vision_tower": r"^model\.visual\.(?!merger\.)",
-    "projector": r"^model\.visual\.merger\.",
-    "llm": r"^(model\.language_model\.|lm_head\.)",
-    "llm_layers": r"^model\.language_model\.layers",
-    "embeddings": r"^model\.language_model\.embed_tokens\.",
-    "lm_head": r"^lm_head\.",
-    "llm_norm": r"^model\.language_model\.norm\.",
-    "newline": r"^$",  # none in this family
-}
+from .tiny_parts import seeded_model, text_sizes, token_ids
 
 # chat_template of Qwen/Qwen2.5-VL-7B-Instruct
 CHAT_TEMPLATE = (
@@ -44,7 +33,6 @@ def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden:
 
     Image processor: `Qwen2VLImageProcessorPil` (the PIL backend; the default torchvision one
     is not installed), with `min_pixels`/`max_pixels` pinned so a 32 px image stays 32 px."""
-    import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -62,12 +50,10 @@ def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden:
         patch_size=patch_size, merge_size=merge, temporal_patch_size=2,
         min_pixels=image_size * image_size, max_pixels=4 * image_size * image_size)
     processor = Qwen2_5_VLImageOnlyProcessor(image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE)
-    ids = dict(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
+    ids = token_ids(tok, bos=False)
     head_dim = hidden // 4
-    text = dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                rope_scaling={"rope_type": "default", "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]},
-                tie_word_embeddings=False, **ids)
+    text = dict(vocab_size=len(tok), **text_sizes(hidden, layers), **ids,
+                rope_scaling={"rope_type": "default", "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]})
     vision = dict(depth=2, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=4, out_hidden_size=hidden,
                   patch_size=patch_size, spatial_merge_size=merge, temporal_patch_size=2,
                   window_size=patch_size * merge * 2, fullatt_block_indexes=[1])
@@ -76,15 +62,4 @@ def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden:
         video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
         vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
         vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"), tie_word_embeddings=False, **ids)
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    for k, v in ids.items():
-        setattr(model.generation_config, k, v)
-    return model, processor
-
-
-FAMILY = register(Family(
-    name="qwen2_5_vl", model_class="Qwen2_5_VLForConditionalGeneration", model_type="qwen2_5_vl",
-    default_checkpoint="Qwen/Qwen2.5-VL-7B-Instruct", roles=ROLES, end_of_turn="<|im_end|>",
-    hf_config="Qwen2.5-VL-7B-Instruct.json", build_tiny=build_tiny,
-))
+    return seeded_model(Qwen2_5_VLForConditionalGeneration, config, seed, ids), processor

@@ -21,8 +21,11 @@ from __future__ import annotations
 from importlib import import_module
 
 NO_RECIPE = "none"   # recipe value of methods whose hook decides what trains (lora, moe)
+DEFAULT_METHOD = "sft"  # the kind of a config method without `method:`
 
-LORA_TARGETS = ("mlp", "attention", "all_linear")
+# LoRA target presets (methods/lora.py): a built-in recipe of registry/recipes.yaml, or recipe-style
+# patterns, whose matches read as module names are the nn.Linear modules that get adapters
+LORA_PRESETS = {"mlp": "mlp", "attention": "sa_proj", "all_linear": [r"{llm_layers}\.\d+\."]}
 
 METHOD_DEFAULTS: dict[str, dict] = {
     "sft": {},
@@ -51,8 +54,8 @@ _CHECKS = {
     ("lora", "r"): (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("lora", "lora_alpha"): (lambda v: _is_num(v) and v > 0, "a number > 0"),
     ("lora", "lora_dropout"): (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
-    ("lora", "targets"): (lambda v: v in LORA_TARGETS or (isinstance(v, list) and v and all(isinstance(x, str) and x for x in v)),
-                          f"one of {list(LORA_TARGETS)} or a non-empty list of regexes over module names"),
+    ("lora", "targets"): (lambda v: v in LORA_PRESETS or (isinstance(v, list) and v and all(isinstance(x, str) and x for x in v)),
+                          f"one of {list(LORA_PRESETS)} or a non-empty list of regexes over module names"),
     ("lwf", "lambda"): (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
     ("lwf", "temperature"): (lambda v: _is_num(v) and v > 0, "a number > 0"),
     ("wise_ft", "alpha"): (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
@@ -118,7 +121,7 @@ _HOOKS = {"lora": "lora:LoraHook", "lwf": "lwf:LwfHook", "moe": "moe:MoeHook"}
 
 def get_hook(spec: dict | None, **context) -> MethodHook:
     """The hook of a method spec (`None` = plain SFT); `context`: parent_manifest, stage, task."""
-    spec = method_spec((spec or {}).get("method", "sft"), spec or {})
+    spec = method_spec((spec or {}).get("method", DEFAULT_METHOD), spec or {})
     target = _HOOKS.get(spec["method"])
     if target is None:   # sft, wise_ft (its merge is a separate job)
         return MethodHook(spec, **context)

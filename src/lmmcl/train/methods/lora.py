@@ -2,9 +2,10 @@
 
 Targets are resolved here to explicit module names, anchored on the family's `llm_layers`
 role, so the vision tower is never hit (PEFT's plain suffix names `q_proj` would also match
-CLIP/SigLIP attention). Presets: `mlp` (the study: gate/up/down of every LLM layer),
-`attention` (q/k/v/o), `all_linear` (every nn.Linear of the LLM layers); or a list of regexes
-searched in module names (every match must lie inside the LLM). The stage's recipe (optional)
+CLIP/SigLIP attention). Presets (`methods.LORA_PRESETS`, the recipes' own patterns): `mlp` (the
+study: gate/up/down of every LLM layer, recipe `mlp`), `attention` (q/k/v/o, recipe `sa_proj`),
+`all_linear` (every nn.Linear of the LLM layers); or a list of regexes searched in module names
+(every match must lie inside the LLM). The stage's recipe (optional)
 names parameters trained in full alongside the adapters, e.g. `projector` as in the study's
 script (where LLaVA re-enables the projector's gradients). At the end, `merge_and_unload()`
 folds the adapters into the weights: the stage saves a plain checkpoint of the family's class.
@@ -14,13 +15,8 @@ from __future__ import annotations
 import re
 
 from ...models.families import family_of_model
-from . import MethodHook, unwrap
-
-PRESETS = {
-    "mlp": r"\.\d+\.mlp\.(gate_proj|up_proj|down_proj)$",
-    "attention": r"\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)$",
-    "all_linear": r"\.\d+\..+$",
-}
+from ...recipes import get_recipe, resolve_patterns
+from . import LORA_PRESETS, MethodHook, unwrap
 
 
 def target_modules(model, targets) -> list[str]:
@@ -28,12 +24,14 @@ def target_modules(model, targets) -> list[str]:
     import torch.nn as nn
 
     fam = family_of_model(model)
-    if isinstance(targets, str):
-        patterns = [re.compile(fam.roles["llm_layers"] + PRESETS[targets])]
+    if isinstance(targets, str):  # a preset: patterns over parameter names, so a module name + "."
+        preset = LORA_PRESETS[targets]
+        patterns = resolve_patterns(get_recipe(preset)["include"] if isinstance(preset, str) else preset, fam)
+        suffix = "."
     else:
-        patterns = [re.compile(p) for p in targets]
+        patterns, suffix = [re.compile(p) for p in targets], ""
     names = [n for n, m in model.named_modules()
-             if isinstance(m, nn.Linear) and any(p.search(n) for p in patterns)]
+             if isinstance(m, nn.Linear) and any(p.search(n + suffix) for p in patterns)]
     if not names:
         raise ValueError(f"lora.targets {targets!r} matches no nn.Linear module of family {fam.name}")
     outside = [n for n in names if not re.search(fam.roles["llm"], n + ".")]
