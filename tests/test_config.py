@@ -71,3 +71,49 @@ def test_seeds_and_sweep_expand_into_runs(cfg):
     rp = plan.report_plan()
     assert rp["seeds"] == [0, 2, 5] and rp["sweep"]["llm_lr1e-3"] == {"recipe": "llm", "lr": 1e-3}
     assert rp["lr_rule"] == {"min_learning": 20}
+
+
+def _validated(cfg):
+    """A config as the rules see it: the schema's defaults filled in."""
+    from snakemake.utils import validate
+
+    validate(cfg, schema=str(ROOT / "workflow/schemas/config.schema.yaml"))
+    return cfg
+
+
+@pytest.fixture()
+def smoke():
+    return yaml.safe_load((ROOT / "tests/configs/smoke.yaml").read_text())
+
+
+def test_synthetic_sizes_and_base_training(smoke):
+    cfg = copy.deepcopy(smoke)
+    cfg["data"] = {"synthetic": {"train_size": 50, "train_sizes": {"syn_prior": 70}, "test_size": 9}}
+    cfg["model"]["base_training"] = {"hparams": {"lr": 0.1}}
+    plan = Plan(_validated(cfg))
+    assert plan.synthetic_size("syn_prior", "train") == 70 and plan.synthetic_size("syn_color", "train") == 50
+    assert plan.synthetic_size("syn_prior", "test") == 9
+    assert plan.base_training == {"skills": ["syn_color"], "hparams": {"lr": 0.1}}  # skills default: held-out
+
+
+def test_probe_choices_and_their_errors(smoke):
+    cfg = copy.deepcopy(smoke)
+    cfg.pop("seed", None)
+    cfg["seeds"] = [3, 4]
+    cfg["sequence"] = ["syn_birds", "syn_count", "syn_clock"]
+    cfg["probes"] = {"enabled": True, "methods": ["full"], "stages": ["syn_count", "syn_clock"]}
+    plan = Plan(_validated(cfg))
+    assert plan.probe_seed == 3                                  # the first run seed
+    assert [(s.method, s.name) for s in plan.probe_stages()] == [("full", "stage2_syn_count"),
+                                                                  ("full", "stage3_syn_clock")]
+    assert plan.probe_dataset("target_data") == "syn_count"     # the counting task of the sequence
+    assert plan.probe_dataset("layer_data") == plan.probe_dataset("held_out_data") == "syn_color"
+    cfg["probes"].update(seed=7, methods=["nope"])
+    plan = Plan(_validated(cfg))
+    with pytest.raises(ConfigError, match=r"probes.seed: 7 is not one of the run seeds \[3, 4\]"):
+        plan.probe_seed
+    with pytest.raises(ConfigError, match="probes.methods: unknown method 'nope'; configured:"):
+        plan.probe_stages()
+    cfg["benchmarks"]["held_out"] = []
+    with pytest.raises(ConfigError, match="probes.held_out_data is needed"):
+        Plan(_validated(cfg)).probe_dataset("layer_data")

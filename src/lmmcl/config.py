@@ -208,8 +208,7 @@ class Plan:
             if t not in trainable:
                 raise ConfigError(f"sequence: task {t!r} is not a dataset with a train split "
                                   f"(registry/datasets.yaml); allowed: {trainable}")
-        base_skills = (((self.cfg.get("model") or {}).get("base_training") or {}).get("skills")) or []
-        for t in base_skills:
+        for t in self._base_training_cfg().get("skills") or []:
             if t not in trainable:
                 raise ConfigError(f"model.base_training.skills: {t!r} is not a dataset with a train split "
                                   f"(registry/datasets.yaml); allowed: {trainable}")
@@ -250,6 +249,60 @@ class Plan:
         """Benchmarks that read local parquet (not lmms-eval built-ins, which load their own data)."""
         reg = registry.benchmarks()
         return [b for b in self.benchmarks if not reg[b].get("builtin")]
+
+    def _base_training_cfg(self) -> dict:
+        return (self.cfg.get("model") or {}).get("base_training") or {}
+
+    @property
+    def base_training(self) -> dict:
+        """The tiny base's pre-training: {"skills": model.base_training.skills, else the held-out
+        benchmarks; "hparams": model.base_training.hparams (the rest: lmmcl.train.hparams)}."""
+        bt = self._base_training_cfg()
+        return {"skills": list(bt.get("skills") or self.held_out), "hparams": dict(bt.get("hparams") or {})}
+
+    def synthetic_size(self, skill: str, split: str) -> int:
+        """Examples of a synthetic split: data.synthetic.train_sizes[skill], else train_size (train)
+        or test_size (test); reads a schema-validated config (its defaults filled in)."""
+        syn = self.cfg["data"]["synthetic"]
+        return syn["train_sizes"].get(skill, syn["train_size"]) if split == "train" else syn["test_size"]
+
+    # ---- analysis probes (config `probes`, rules/probes.smk) ----------------------------------
+    @property
+    def probe_seed(self) -> int:
+        """The run whose checkpoints are probed: probes.seed, else the first run seed."""
+        seed = (self.cfg.get("probes") or {}).get("seed", self.seeds[0])
+        if seed not in self.seeds:
+            raise ConfigError(f"probes.seed: {seed!r} is not one of the run seeds {self.seeds}")
+        return seed
+
+    def probe_dataset(self, key: str) -> str:
+        """Dataset (test split) of a probe's prompts: probes.<key>, else for `target_data` the
+        sequence's counting task (else its first), for `layer_data` the `held_out_data`, for
+        `held_out_data` the first held-out benchmark."""
+        name = (self.cfg.get("probes") or {}).get(key)
+        if name:
+            return name
+        if key == "target_data":
+            counting = [t for t in self.sequence if "count" in t]
+            return counting[0] if counting else self.sequence[0]
+        if key == "layer_data":
+            return self.probe_dataset("held_out_data")
+        if not self.held_out:
+            raise ConfigError("probes.held_out_data is needed (no held-out benchmark to default to)")
+        return self.held_out[0]
+
+    def probe_stages(self) -> list[Stage]:
+        """The checkpoints probed: probes.methods x probes.stages (tasks of the sequence; null = all)."""
+        probes = self.cfg.get("probes") or {}
+        methods = probes.get("methods") or list(self.methods)
+        tasks = probes.get("stages") or list(self.sequence)
+        for m in methods:
+            if m not in self.methods:
+                raise ConfigError(f"probes.methods: unknown method {m!r}; configured: {sorted(self.methods)}")
+        for t in tasks:
+            if t not in self.sequence:
+                raise ConfigError(f"probes.stages: {t!r} is not a task of the sequence {self.sequence}")
+        return [s for m in methods for s in self.stages(m) if s.task in tasks]
 
     def stages(self, method: str) -> list[Stage]:
         return [Stage(method, k, t) for k, t in enumerate(self.sequence, start=1)]

@@ -9,12 +9,20 @@ from snakemake.utils import validate
 from lmmcl.config import ConfigError, Plan, dumps
 from lmmcl.layout import PLOTS, DataLayout, Layout, stage_name
 
-# Shapes and types first (fills schema defaults), then the names a schema cannot check.
+
+
+def checked(fn, *args):
+    """fn(*args); a config error ends the run with its message, before any job."""
+    try:
+        return fn(*args)
+    except ConfigError as e:
+        sys.exit(f"Config error: {e}")
+
+
+# Shapes and types first (fills the schema's defaults: read config[...] directly below), then
+# the names a schema cannot check. What a config means is lmmcl.config.Plan (unit-tested).
 validate(config, schema="../schemas/config.schema.yaml")
-try:
-    PLAN = Plan(config)
-except ConfigError as e:
-    sys.exit(f"Config error: {e}")
+PLAN = checked(Plan, config)
 
 EXP = PLAN.experiment
 LAYOUT = Layout(EXP)  # every path of results/<experiment>/ (lmmcl.layout)
@@ -70,7 +78,7 @@ def eval_launch(wildcards, threads):
 
 def deepspeed_arg():
     """`--deepspeed <json>` from resources.deepspeed: zero2 / zero3 (config/deepspeed/) or a path."""
-    ds = RESOURCES.get("deepspeed")
+    ds = RESOURCES["deepspeed"]
     if not ds:
         return ""
     path = Path(workflow.basedir).parent / "config" / "deepspeed" / f"{ds}.json" if ds in ("zero2", "zero3") else Path(ds)
@@ -132,8 +140,7 @@ def base_data(wildcards):
     """The tiny base's pre-training splits (none for a real family: its base is a pointer)."""
     if config["model"]["family"] != "tiny_llava":
         return []
-    skills = config["model"].get("base_training", {}).get("skills") or PLAN.held_out
-    return [train_split(s) for s in skills]
+    return [train_split(s) for s in PLAN.base_training["skills"]]
 
 
 def out_dir_of(key):
@@ -146,6 +153,8 @@ def out_dir_of(key):
 from lmmcl import registry
 
 DATASETS = registry.datasets()
+CONVERTIBLE = [name for name, spec in DATASETS.items() if spec.get("converter")]
+SYNTHETIC = [name for name, spec in DATASETS.items() if spec["source"] == "synthetic"]
 
 
 def source_outputs(dataset):
@@ -154,44 +163,24 @@ def source_outputs(dataset):
 
 
 def source_options(dataset):
-    opts = {"seed": config["data"].get("seed", 0), "limit": config["data"].get("limit")}
-    opts.update(config["data"].get("sources", {}).get(dataset) or {})
+    opts = {"seed": config["data"]["seed"], "limit": config["data"]["limit"]}
+    opts.update(config["data"]["sources"].get(dataset) or {})
     return dumps(opts)
 
 
 # ---- analysis probes (rules/probes.smk)
-PROBES = config.get("probes") or {}
-PROBE_SEED = PROBES.get("seed", SEEDS[0])  # the run whose checkpoints are probed
-if PROBE_SEED not in SEEDS:
-    sys.exit(f"Config error: probes.seed: {PROBE_SEED!r} is not one of the run seeds {SEEDS}")
+PROBES = config["probes"]
+PROBE_SEED = checked(lambda: PLAN.probe_seed)  # the run whose checkpoints are probed
 
 
 def probe_dataset(key):
-    name = PROBES.get(key)
-    if name:
-        return name
-    if key == "target_data":
-        counting = [t for t in PLAN.sequence if "count" in t]
-        return counting[0] if counting else PLAN.sequence[0]
-    if key == "layer_data":
-        return probe_dataset("held_out_data")
-    if not PLAN.held_out:
-        sys.exit("Config error: probes.held_out_data is needed (no held-out benchmark to default to)")
-    return PLAN.held_out[0]
+    return checked(PLAN.probe_dataset, key)
 
 
 def probe_checkpoints():
     """{label: manifest} of the checkpoints chosen in config `probes` (methods x stages)."""
-    methods = PROBES.get("methods") or list(PLAN.methods)
-    stages = PROBES.get("stages") or list(PLAN.sequence)
-    for m in methods:
-        if m not in PLAN.methods:
-            sys.exit(f"Config error: probes.methods: unknown method {m!r}; configured: {sorted(PLAN.methods)}")
-    for t in stages:
-        if t not in PLAN.sequence:
-            sys.exit(f"Config error: probes.stages: {t!r} is not a task of the sequence {PLAN.sequence}")
-    return {f"{m}/{s.name}": LAYOUT.stage_manifest(PROBE_SEED, m, s.k, s.task)
-            for m in methods for s in PLAN.stages(m) if s.task in stages}
+    return {f"{s.method}/{s.name}": LAYOUT.stage_manifest(PROBE_SEED, s.method, s.k, s.task)
+            for s in checked(PLAN.probe_stages)}
 
 
 def labelled(checkpoints):

@@ -11,8 +11,8 @@ EVAL_PARAMS = dict(
     limit=f"--limit {config['evaluation']['limit']}" if config["evaluation"]["limit"] else "",
     device=config["evaluation"]["device"],
     strict="--fail-on-empty" if config["evaluation"]["fail_on_empty"] else "",
-    clock="--clock-exact-hours" if config["evaluation"].get("clock_exact_hours") else "",
-    batch=f"--batch-size {config['evaluation'].get('batch_size', 1)}",
+    clock="--clock-exact-hours" if config["evaluation"]["clock_exact_hours"] else "",
+    batch=f"--batch-size {config['evaluation']['batch_size']}",
     data_root=lambda wildcards: DATA,
 )
 

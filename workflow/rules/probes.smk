@@ -16,8 +16,8 @@ rule probe_numbers:
         png=report(LAYOUT.probe("numbers", "png"), caption="../report/probe_numbers.rst", category="4. Probes"),
     params:
         checkpoints=lambda w: labelled(probe_checkpoints()),
-        n=PROBES.get("num_samples", 32),
-        max_new_tokens=PROBES.get("max_new_tokens", 32),
+        n=PROBES["num_samples"],
+        max_new_tokens=PROBES["max_new_tokens"],
         device=config["evaluation"]["device"],
     threads: RESOURCES["eval_threads"]
     resources:
@@ -44,7 +44,7 @@ rule probe_layers:
         png=report(LAYOUT.probe("layers", "png"), caption="../report/probe_layers.rst", category="4. Probes"),
     params:
         checkpoints=lambda w: labelled(probe_checkpoints()),
-        n=PROBES.get("num_samples", 32),
+        n=PROBES["num_samples"],
         device=config["evaluation"]["device"],
     threads: RESOURCES["eval_threads"]
     resources:
@@ -62,5 +62,5 @@ rule probe_layers:
 rule probes:
     """Both probes over the checkpoints chosen in config `probes` (empty unless probes.enabled)."""
     input:
-        rules.probe_numbers.output if PROBES.get("enabled") else [],
-        rules.probe_layers.output if PROBES.get("enabled") else [],
+        rules.probe_numbers.output if PROBES["enabled"] else [],
+        rules.probe_layers.output if PROBES["enabled"] else [],

@@ -14,7 +14,7 @@ rule build_base:
     params:
         experiment=EXP,
         model=dumps(config["model"]),
-        hparams=dumps(config["model"].get("base_training", {}).get("hparams", {})),
+        hparams=dumps(PLAN.base_training["hparams"]),
     threads: RESOURCES["base_threads"]
     resources:
         gpu=RESOURCES["gpus"],
@@ -48,7 +48,7 @@ rule train_stage:
         method=methods_regex(merged=False),  # WiSE-FT stages: train_stage_finetuned + merge_stage
     params:
         recipe=lambda w: PLAN.recipe(w.method),
-        recipes=dumps(config.get("recipes") or {}),
+        recipes=dumps(PLAN.extra_recipes),
         hparams=lambda w: dumps(PLAN.hparams(w.method, w.task, w.seed)),
         method_spec=lambda w: dumps(PLAN.method_spec(w.method)),
     threads: RESOURCES["train_threads"] * CPU_PROCS
