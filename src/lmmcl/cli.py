@@ -190,7 +190,13 @@ def _tracking_arg(s):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmmcl", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
+    for add_commands in (_data_commands, _training_commands, _evaluation_commands, _report_commands):
+        add_commands(sub)
+    return p
 
+
+def _data_commands(sub):
+    """make-data, convert: the dataset splits."""
     s = sub.add_parser("make-data", help="generate one split of a synthetic skill (parquet)")
     s.add_argument("--skill", required=True)
     s.add_argument("--split", required=True)
@@ -208,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--options", type=_json_arg, default={}, help="config data.sources.<dataset> as JSON")
     s.set_defaults(func=cmd_convert)
 
+
+def _training_commands(sub):
+    """build-base, train-stage, merge-stage, export: the checkpoints."""
     s = sub.add_parser("build-base", help="stage 0: build (and for the tiny family pre-train) the base model")
     s.add_argument("--experiment", required=True)
     s.add_argument("--model", type=_json_arg, required=True, help="config `model` block as JSON")
@@ -253,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     s.set_defaults(func=cmd_export)
 
+
+def _evaluation_commands(sub):
+    """evaluate: lmms-eval on a checkpoint."""
     s = sub.add_parser("evaluate", help="evaluate a checkpoint on benchmarks with lmms-eval")
     s.add_argument("target", nargs="?", metavar="CHECKPOINT",
                    help="checkpoint folder, hub id, stage folder or manifest.json (standalone use)")
@@ -274,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="error when every answer of a benchmark is empty (default: score 0 and warn)")
     s.set_defaults(func=cmd_evaluate)
 
+
+def _report_commands(sub):
+    """report, gallery, the probes, recipes: what the runs show."""
     s = sub.add_parser("report", help="scores.csv, tables and plots of one experiment")
     s.add_argument("--results", default="results", help="results root (outputs go to <results>/<experiment>/)")
     s.add_argument("--plan", type=_json_arg, help="report plan JSON of one experiment")
@@ -308,8 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(built on the meta device from the shipped config.json; no weights)")
     s.add_argument("--family", nargs="*", help="with --table: only these families (default: all real ones)")
     s.set_defaults(func=cmd_recipes)
-    return p
-
 
 def main(argv=None):
     args = build_parser().parse_args(argv)

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -76,33 +77,62 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
     benchmarks = list(dict.fromkeys(benchmarks))
     ckpt = _checkpoint_arg(checkpoint)
     out_dir = Path(out_dir)
+    run = _Run(ckpt, benchmarks, data_root, limit=limit, device=device, batch_size=int(batch_size),
+               clock_exact_hours=bool(clock_exact_hours), builtin_data=dict(builtin_data or {}))
+    results, task_of, timing = _run_lmms_eval(run, out_dir, t0)
+    if results is None and _rank() > 0:
+        return []  # a non-main rank of `accelerate launch`: rank 0 writes the outputs
+    if not results or "results" not in results:
+        raise RuntimeError(f"lmms-eval returned no results for checkpoint {ckpt}")
+    records = _normalized_records(run, results, task_of)
+    _check_empty_answers(records, ckpt, fail_on_empty)
+    paths = _write_outputs(run, records, results.get("samples") or {}, out_dir, timing)
+    log.info("evaluated %s on %d benchmarks in %.1f s", ckpt, len(benchmarks), time.perf_counter() - t0)
+    return paths
 
+
+@dataclass(frozen=True)
+class _Run:
+    """What one evaluation call evaluates, and how."""
+
+    ckpt: str
+    benchmarks: list
+    data_root: object
+    limit: int | None
+    device: str
+    batch_size: int
+    clock_exact_hours: bool
+    builtin_data: dict
+
+
+def _run_lmms_eval(run: _Run, out_dir: Path, t0: float):
+    """(results, {benchmark: lmms-eval task}, timing) of ONE simple_evaluate call over our generated
+    tasks (in a temporary folder); the side files task aggregations write are kept in out_dir."""
     with tempfile.TemporaryDirectory(prefix="lmmcl_eval_") as tmp:
         tasks_dir = Path(tmp) / "tasks"
-        task_of = taskgen.write_tasks(benchmarks, data_root, tasks_dir, cache_dir=Path(tmp) / "hf_datasets",
-                                      clock_exact_hours=clock_exact_hours, builtin_data=builtin_data)
-        benchmark_of_task = {t: b for b, t in task_of.items()}
+        task_of = taskgen.write_tasks(run.benchmarks, run.data_root, tasks_dir, cache_dir=Path(tmp) / "hf_datasets",
+                                      clock_exact_hours=run.clock_exact_hours, builtin_data=run.builtin_data)
         reg = taskgen.registry()
-        hub_builtins = [b for b in benchmarks if taskgen.is_builtin(reg[b]) and b not in (builtin_data or {})]
+        hub_builtins = [b for b in run.benchmarks if taskgen.is_builtin(reg[b]) and b not in run.builtin_data]
 
         t_import = time.perf_counter()
         from lmms_eval import evaluator
         from lmms_eval.tasks import TaskManager
 
-        from lmmcl.evaluation import model as lmmcl_model
+        from lmmcl.evaluation import model as _wrapper  # noqa: F401  (its import is timed with lmms-eval's)
 
         t_run = time.perf_counter()
         # indexing lmms-eval's ~2000 built-in YAMLs costs ~2.5 s: only when one is needed
         task_manager = TaskManager(include_path=str(tasks_dir), include_defaults=bool(hub_builtins))
         results = evaluator.simple_evaluate(
             model=MODEL_NAME,
-            model_args=f"pretrained={ckpt}",
+            model_args=f"pretrained={run.ckpt}",
             tasks=list(task_of.values()),
             task_manager=task_manager,
-            batch_size=int(batch_size),
-            device=device,
+            batch_size=run.batch_size,
+            device=run.device,
             log_samples=True,
-            limit=limit,
+            limit=run.limit,
             bootstrap_iters=0,
             # where task aggregations write side files (ocrbench_results.txt, submissions);
             # without it they land in the current directory
@@ -114,23 +144,25 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
             for f in sorted(p for p in side.rglob("*") if p.is_file()):
                 with atomic_path(out_dir / "lmms_eval_files" / f.name) as dst:  # bytes as written
                     shutil.copyfile(f, dst)
+    timing = {"total": round(t_done - t0, 3), "import": round(t_run - t_import, 3),
+              "simple_evaluate": round(t_done - t_run, 3)}
+    return results, task_of, timing
 
-    if results is None and _rank() > 0:
-        return []  # a non-main rank of `accelerate launch`: rank 0 writes the outputs
-    if not results or "results" not in results:
-        raise RuntimeError(f"lmms-eval returned no results for checkpoint {ckpt}")
-    samples = results.get("samples") or {}
+
+def _normalized_records(run: _Run, results: dict, task_of: dict) -> dict:
+    """{benchmark: record} of lmmcl.evaluation.normalize, with our task hashes."""
     configs = results.get("configs") or {}
-    hashes = {task_of[b]: taskgen.task_hash(b, data_root, limit, clock_exact_hours=clock_exact_hours,
-                                            task_config=configs.get(task_of[b]),
-                                            data_file=(builtin_data or {}).get(b))
-              for b in benchmarks}
-    records = normalize.normalize_results(results, benchmark_of_task, samples, task_hashes=hashes)
-    gen_seconds = lmmcl_model.last_task_seconds()
+    hashes = {task_of[b]: taskgen.task_hash(b, run.data_root, run.limit, clock_exact_hours=run.clock_exact_hours,
+                                            task_config=configs.get(task_of[b]), data_file=run.builtin_data.get(b))
+              for b in run.benchmarks}
+    return normalize.normalize_results(results, {t: b for b, t in task_of.items()}, results.get("samples") or {},
+                                       task_hashes=hashes)
 
-    # Generation errors already raise (our wrapper does not swallow them, unlike lmms-eval's).
-    # An empty answer is a real output (a model that forgot a skill may stop at once): it is
-    # scored 0, counted in n_empty and warned about; fail_on_empty makes it an error instead.
+
+def _check_empty_answers(records: dict, ckpt: str, fail_on_empty: bool) -> None:
+    """Generation errors already raise (our wrapper does not swallow them, unlike lmms-eval's).
+    An empty answer is a real output (a model that forgot a skill may stop at once): it is
+    scored 0, counted in n_empty and warned about; fail_on_empty makes it an error instead."""
     for bench, rec in records.items():
         if rec["n"] and rec["n_empty"] == rec["n"]:
             msg = f"benchmark {bench!r}: all {rec['n']} answers of checkpoint {ckpt} are empty"
@@ -139,8 +171,14 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
             log.warning("%s; scored 0", msg)
             print(f"WARNING: {msg}; scored 0", flush=True)
 
+
+def _write_outputs(run: _Run, records: dict, samples: dict, out_dir: Path, timing: dict) -> list[Path]:
+    """Per benchmark: ``<benchmark>.samples.jsonl`` first, then ``<benchmark>.json`` (atomically)."""
+    from lmmcl.evaluation import model as lmmcl_model
+
+    gen_seconds = lmmcl_model.last_task_seconds()
     paths = []
-    for bench in benchmarks:
+    for bench in run.benchmarks:
         rec = records[bench]
         task = rec["task"]
         rows = normalize.sample_rows(samples.get(task, []), rec["metric"])
@@ -154,22 +192,17 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
             "scores": rec["scores"],
             "n": rec["n"],
             "n_empty": rec["n_empty"],
-            "checkpoint": ckpt,
+            "checkpoint": run.ckpt,
             "lmms_eval_version": rec["lmms_eval_version"],
             "task_hash": rec["task_hash"],
             # generation time of this benchmark; the whole call's breakdown is in "timing"
             "seconds": round(gen_seconds.get(task, 0.0), 3),
             "samples": rec["samples"],
-            "limit": limit,
-            "device": device,
-            "batch_size": int(batch_size),
-            "clock_exact_hours": bool(clock_exact_hours),
-            "timing": {
-                "total": round(t_done - t0, 3),
-                "import": round(t_run - t_import, 3),
-                "simple_evaluate": round(t_done - t_run, 3),
-            },
+            "limit": run.limit,
+            "device": run.device,
+            "batch_size": run.batch_size,
+            "clock_exact_hours": run.clock_exact_hours,
+            "timing": timing,
         }
         paths.append(atomic_write_json(out_dir / f"{bench}.json", record))
-    log.info("evaluated %s on %d benchmarks in %.1f s", ckpt, len(benchmarks), time.perf_counter() - t0)
     return paths

@@ -254,14 +254,20 @@ def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.Pa
     ax.set_ylabel("target score right after its stage [%]")
     ax.set_title("Target skill learned at each stage (score of t_i after stage i)")
     ax.grid(True, axis="y", alpha=0.3, zorder=0)
+    ax.legend(handles=_bar_legend(methods, colors, base_labelled, chance_labelled), loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    return save_figure(fig, path)
+
+
+def _bar_legend(methods, colors, base: bool, chance: bool) -> list:
+    """A patch per method, and the base / chance lines where they were drawn."""
     handles = [Patch(facecolor=colors[m], edgecolor="black", lw=0.4, label=m) for m in methods]
-    if base_labelled:
+    if base:
         handles.append(Line2D([], [], color="black", ls="--", lw=1.6, label="base model (stage 0)"))
-    if chance_labelled:
+    if chance:
         handles.append(Line2D([], [], color=CHANCE_STYLE["color"], ls=CHANCE_STYLE["ls"],
                               lw=CHANCE_STYLE["lw"], label="chance level"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
-    return save_figure(fig, path)
+    return handles
 
 
 # --------------------------------------------------------------------------- R heatmap
@@ -291,34 +297,14 @@ def plot_r_heatmap(
     ax = fig.add_subplot(1, 1, 1)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.9")
     im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=0, vmax=100, aspect="auto")
-    for r in range(n_rows):
-        for c in range(n_cols):
-            v = vals[r, c]
-            if np.isnan(v):
-                ax.add_patch(matplotlib.patches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///",
-                                                          edgecolor="0.6", lw=0))
-                ax.text(c, r, "n/a", ha="center", va="center", fontsize=8, color="0.25")
-            else:
-                ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=8,
-                        color="white" if v < 60 else "black")
+    _annotate_cells(ax, vals)
     row_of = {int(i): k for k, i in enumerate(R.index)} if R.size else {}
     for i, t in enumerate(stage_targets, start=1):
         if i in row_of and t in cols:
             ax.add_patch(matplotlib.patches.Rectangle((cols.index(t) - 0.5, row_of[i] - 0.5), 1, 1,
                                                       fill=False, edgecolor="black", lw=2.0))
     if groups:
-        edge = 0
-        spans = []
-        for role, bs in groups.items():
-            k = sum(1 for b in bs if b in cols)
-            if k:
-                spans.append((role, edge, edge + k))
-                edge += k
-        for _, lo, hi in spans[:-1]:
-            ax.axvline(hi - 0.5, color="white", lw=3)
-        for role, lo, hi in spans:
-            ax.annotate(role, xy=((lo + hi - 1) / 2, -0.5), xytext=(0, 3), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=9, fontweight="bold", annotation_clip=False)
+        _mark_groups(ax, groups, cols)
     ax.set_xticks(range(n_cols))
     ax.set_xticklabels(cols, rotation=35, ha="right", fontsize=9)
     ax.set_yticks(range(n_rows))
@@ -330,3 +316,35 @@ def plot_r_heatmap(
     ax.set_title(title or f"R matrix — {method}\n(score after each stage; outlined = target of that stage; grey n/a = missing)",
                  fontsize=10, pad=20 if groups else 6)
     return save_figure(fig, path)
+
+
+def _annotate_cells(ax, vals: np.ndarray) -> None:
+    """Each cell's value; a missing one hatched and labelled n/a."""
+    import matplotlib
+
+    for r in range(vals.shape[0]):
+        for c in range(vals.shape[1]):
+            v = vals[r, c]
+            if np.isnan(v):
+                ax.add_patch(matplotlib.patches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///",
+                                                          edgecolor="0.6", lw=0))
+                ax.text(c, r, "n/a", ha="center", va="center", fontsize=8, color="0.25")
+            else:
+                ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if v < 60 else "black")
+
+
+def _mark_groups(ax, groups: Mapping[str, Sequence[str]], cols: list[str]) -> None:
+    """Separate the benchmark groups (target / held-out / extra) with white lines, named on top."""
+    edge = 0
+    spans = []
+    for role, bs in groups.items():
+        k = sum(1 for b in bs if b in cols)
+        if k:
+            spans.append((role, edge, edge + k))
+            edge += k
+    for _, lo, hi in spans[:-1]:
+        ax.axvline(hi - 0.5, color="white", lw=3)
+    for role, lo, hi in spans:
+        ax.annotate(role, xy=((lo + hi - 1) / 2, -0.5), xytext=(0, 3), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=9, fontweight="bold", annotation_clip=False)

@@ -296,12 +296,7 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     method), `run_name`, `tags`. The returned metrics hold the tracking record under "tracking".
     """
     hp = complete(hp)
-    if hp.get("limit"):
-        dataset = dataset.select(range(min(int(hp["limit"]), len(dataset))))
-    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    per_step = int(hp["batch_size"]) * int(hp["grad_accum"]) * world
-    needed = int(hp["steps"]) * per_step if hp.get("steps") else max(per_step, round(float(hp["epochs"]) * len(dataset)))
-    dataset = dataset.select(training_order(len(dataset), needed, int(hp["seed"])))
+    dataset = ordered_examples(dataset, hp)
     work_dir = Path(work_dir)
     resume = resumable_checkpoint(work_dir, resume_key or "") if hp.get("save_steps") else None
     if resume:
@@ -335,20 +330,32 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     finally:
         tracking_mod.finish_runs(tracking)  # one run per stage, also when stages share a process
         restore_env()
-    seconds = time.time() - t0
+    return {**run_metrics(out, args, log.losses, time.time() - t0, resume), "memory": mem.report or None,
+            "tracking": tracking_mod.manifest_record(tracking, stage_dir, env, run_name, args.logging_steps) if main else None}
+
+
+def ordered_examples(dataset, hp: dict):
+    """The examples a run trains on, in order: the first `limit` ones, laid out for `steps`
+    optimizer steps (or `epochs` passes) over every process (training_order)."""
+    if hp.get("limit"):
+        dataset = dataset.select(range(min(int(hp["limit"]), len(dataset))))
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    per_step = int(hp["batch_size"]) * int(hp["grad_accum"]) * world
+    needed = int(hp["steps"]) * per_step if hp.get("steps") else max(per_step, round(float(hp["epochs"]) * len(dataset)))
+    return dataset.select(training_order(len(dataset), needed, int(hp["seed"])))
+
+
+def run_metrics(out, args, losses: list[float], seconds: float, resumed: str | None) -> dict:
+    """Steps, examples, losses and speed of a finished `Trainer.train()` for the manifest."""
     steps = out.global_step
     examples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    first = log.losses[0] if log.losses else math.nan
-    last = log.losses[-1] if log.losses else math.nan
     return {
         "steps": steps,
-        "resumed_from": Path(resume).name if resume else None,
+        "resumed_from": Path(resumed).name if resumed else None,
         "examples_seen": examples,
         "train_loss_mean": float(out.training_loss),
-        "loss_first_log": first,
-        "loss_last_log": last,
+        "loss_first_log": losses[0] if losses else math.nan,
+        "loss_last_log": losses[-1] if losses else math.nan,
         "seconds": round(seconds, 2),
         "examples_per_second": round(examples / seconds, 2) if seconds else None,
-        "memory": mem.report or None,
-        "tracking": tracking_mod.manifest_record(tracking, stage_dir, env, run_name, args.logging_steps) if main else None,
     }
