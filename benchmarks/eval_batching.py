@@ -35,7 +35,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(a.threads)
-    from fixtures.realformat import write_contract
+    from fixtures.eval_formats import write_contract
 
     from lmmcl.evaluation.run import evaluate
     from lmmcl.models.tiny import TinySpec, save_tiny_llava

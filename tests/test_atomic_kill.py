@@ -123,7 +123,7 @@ def test_kill_during_data_generation(env, tmp_path):
 def test_kill_during_conversion(env, tmp_path):
     """`lmmcl convert` killed between renaming its splits: report.json (written last) is missing,
     so the set is visibly incomplete (and Snakemake reruns the job); the rerun writes all."""
-    from fixtures.real_formats import jpeg, write_hub_split
+    from fixtures.source_formats import jpeg, write_hub_split
 
     src = tmp_path / "src"
     rows = [{"image": jpeg(i), "question": "q?", "answer": "yes"} for i in range(6)]

@@ -195,9 +195,9 @@ def test_moe_checkpoint_round_trip_and_experts_per_task(tmp_path):
     batch = batch_of(processor, model)
     assert torch.equal(logits(loaded.eval(), batch), logits(model.eval(), batch))
     assert loaded.config.lmmcl_moe == {"experts": 1, "top_k": 1, "expert_per_task": True}
-    from lmmcl.evaluation.model import LmmclLlava                  # what lmms-eval loads
+    from lmmcl.evaluation.model import LmmclModel                  # what lmms-eval loads
 
-    wrapped = LmmclLlava(pretrained=str(tmp_path / "model"))
+    wrapped = LmmclModel(pretrained=str(tmp_path / "model"))
     assert len(moe.moe_layers(wrapped.model)) == len(moe.moe_layers(model)) and not wrapped.model.training
     assert torch.equal(logits(wrapped.model, batch), logits(model, batch))
     loaded.requires_grad_(False)                                   # what recipe `none` does

@@ -190,9 +190,9 @@ def test_parse_metrics_several_filters():
 def test_model_entry_point():
     from lmms_eval.models import get_model
 
-    from lmmcl.evaluation.model import LmmclLlava
+    from lmmcl.evaluation.model import LmmclModel
 
-    assert get_model("lmmcl") is LmmclLlava
+    assert get_model("lmmcl") is LmmclModel
 
 
 def test_entry_point_when_manifest_is_imported_first():
@@ -202,7 +202,7 @@ def test_entry_point_when_manifest_is_imported_first():
 
     code = ("import lmmcl.evaluation.manifest\n"
             "from lmms_eval.models import get_model\n"
-            "assert get_model('lmmcl').__name__ == 'LmmclLlava'\n")
+            "assert get_model('lmmcl').__name__ == 'LmmclModel'\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -240,7 +240,7 @@ def test_all_empty_answers_raise(env, monkeypatch):
     from lmmcl.evaluation import model as lmmcl_model
     from lmmcl.evaluation.run import evaluate
 
-    monkeypatch.setattr(lmmcl_model.LmmclLlava, "_generate_batch", lambda self, task, texts, *a: [("", 0)] * len(texts))
+    monkeypatch.setattr(lmmcl_model.LmmclModel, "_generate_batch", lambda self, task, texts, *a: [("", 0)] * len(texts))
     out = env["root"] / "out_empty"
     with pytest.raises(RuntimeError, match=rf"syn_color.*{env['ckpt'].name}.*empty.*fail_on_empty"):
         evaluate(str(env["ckpt"]), ["syn_color"], env["data"], out, limit=2, fail_on_empty=True)
@@ -252,12 +252,12 @@ def test_one_benchmark_all_empty_is_a_recorded_zero(env, monkeypatch):
     from lmmcl.evaluation import model as lmmcl_model
     from lmmcl.evaluation.run import evaluate
 
-    real = lmmcl_model.LmmclLlava._generate_batch
+    real = lmmcl_model.LmmclModel._generate_batch
 
     def silent_on_count(self, task, texts, *a):
         return [("", 0)] * len(texts) if task == "lmmcl_syn_count" else real(self, task, texts, *a)
 
-    monkeypatch.setattr(lmmcl_model.LmmclLlava, "_generate_batch", silent_on_count)
+    monkeypatch.setattr(lmmcl_model.LmmclModel, "_generate_batch", silent_on_count)
     out = env["root"] / "out_one_empty"
     evaluate(str(env["ckpt"]), ["syn_color", "syn_count"], env["data"], out, limit=2)
     rec = json.loads((out / "syn_count.json").read_text())
@@ -294,7 +294,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="module")
 def real(env):
-    from fixtures.realformat import write_builtin, write_contract
+    from fixtures.eval_formats import write_builtin, write_contract
 
     for b in REAL + ["pixmocount", "countbench"]:
         write_contract(env["data"], b, n=6)
@@ -341,7 +341,7 @@ def test_real_task_prompts_and_yaml(real, tmp_path):
 
 
 def test_real_task_missing_column(real, tmp_path):
-    from fixtures.realformat import contract_rows
+    from fixtures.eval_formats import contract_rows
 
     from lmmcl.data.contract import write_split
 

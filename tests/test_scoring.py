@@ -267,7 +267,7 @@ def test_clock_gold_with_nan_columns_falls_back_to_answer():
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-# one doc per scorer in the columns our parquet contract gives it (tests/fixtures/realformat.py)
+# one doc per scorer in the columns our parquet contract gives it (tests/fixtures/eval_formats.py)
 DOCS = {
     "mc_letter": [BIRD, {"answer": "K", "options": [f"Bird {i}" for i in range(26)]}, {"answer": "A"}],
     "count": [{"answer": "There are 3 dogs in this image.", "count": 3}, {"answer": "7", "number": 7},

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from fixtures.real_formats import FEATURES, jpeg, corrupt_jpeg, make_cub_tarball, textvqa_row, write_hub_split
+from fixtures.source_formats import FEATURES, jpeg, corrupt_jpeg, make_cub_tarball, textvqa_row, write_hub_split
 from lmmcl.data.contract import read_split
 from lmmcl import registry
 from lmmcl.data.sources import convert, cub200
@@ -289,7 +289,7 @@ def test_snakemake_rule_converts_with_limit_and_reruns_on_option_change(tmp_path
 
 
 def test_cub200_download_from_configurable_url(tmp_path):
-    from fixtures.real_formats import FlickrServer
+    from fixtures.source_formats import FlickrServer
 
     tar = make_cub_tarball(tmp_path / "src.tgz", n_classes=26, per_class=2)
     with FlickrServer() as srv:  # a loopback file server

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from fixtures.real_formats import FlickrServer, corrupt_jpeg, jpeg, sha, write_hub_split
+from fixtures.source_formats import FlickrServer, corrupt_jpeg, jpeg, sha, write_hub_split
 from lmmcl.data.contract import read_split
 from lmmcl.data.sources import convert
 from lmmcl.data.sources.flickr import CredentialsError, FetchError, FlickrClient, photo_id_from_url

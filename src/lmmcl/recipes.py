@@ -1,7 +1,7 @@
 """Recipes as data: which parameters a stage trains.
 
 A recipe is a list of regexes (`include`, optional `exclude`) over in-memory parameter names,
-written with `{role}` placeholders that each model family resolves (models/families/).
+written with `{role}` placeholders that each model family resolves (registry/families.yaml).
 Built-ins live in registry/recipes.yaml; configs may add their own under `recipes:`.
 
     from lmmcl import recipes

@@ -1,7 +1,7 @@
 """Entry point `lmms_eval.models: lmmcl = lmmcl.evaluation.manifest:MANIFEST` (pyproject.toml).
 
 `MANIFEST` is a `lmms_eval.models.registry_v2.ModelManifest` naming our chat class
-`lmmcl.evaluation.model.LmmclLlava` (imported only when the model is requested).
+`lmmcl.evaluation.model.LmmclModel` (imported only when the model is requested).
 lmms-eval 0.7.3 resolves `--model lmmcl` through the `lmms_eval.models` entry-point group
 (`lmms_eval/models/__init__.py`, `registry_v2.py`); see docs/evaluation.md ("lmms-eval facts we
 rely on").
@@ -14,7 +14,7 @@ while this module is half-initialised, and lmms-eval then silently drops the `lm
 from __future__ import annotations
 
 MODEL_ID = "lmmcl"
-CHAT_CLASS_PATH = "lmmcl.evaluation.model.LmmclLlava"
+CHAT_CLASS_PATH = "lmmcl.evaluation.model.LmmclModel"
 
 _manifest = None
 

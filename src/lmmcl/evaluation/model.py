@@ -62,8 +62,8 @@ def _generate_kwargs(gen_kwargs: dict | None) -> tuple[dict, list[str]]:
     return kwargs, [s for s in until if s]
 
 
-class LmmclLlava(LlavaHf):
-    """Chat wrapper for our checkpoints of every family (name kept for compatibility)."""
+class LmmclModel(LlavaHf):
+    """Chat wrapper for our checkpoints of every family (lmms-eval's LLaVA-HF chat model underneath)."""
 
     is_simple = False
 
