@@ -41,29 +41,15 @@ rule evaluate_base:
         "{params.batch} --threads {resources.proc_threads} > {log} 2>&1"
 
 
-rule evaluate_stage:
+# A stage's evaluation: the base's rule on the stage's checkpoint.
+use rule evaluate_base as evaluate_stage with:
     input:
         manifest=LAYOUT.stage_manifest("{seed}", "{method}", "{k}", "{task}"),
         data=[test_split(b) for b in PLAN.local_benchmarks],
     output:
         LAYOUT.eval_files("{seed}", "{method}", "{k}", "{task}", BENCHMARKS),
-    params:
-        **EVAL_PARAMS,
-        out_dir=out_dir_of(0),
-    threads: RESOURCES["eval_threads"] * CPU_PROCS
-    resources:
-        gpu=RESOURCES["gpus"],
-        processes=CPU_PROCS,
-        proc_threads=proc_threads,
-        launch=eval_launch,
     log:
         LAYOUT.log("{seed}", "evals", "{method}", stage_name("{k}", "{task}")),
-    conda:
-        CONDA_ENV
-    shell:
-        "{resources.launch} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {params.data_root} "
-        "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} {params.clock} "
-        "{params.batch} --threads {resources.proc_threads} > {log} 2>&1"
 
 
 rule evaluate_bases:
