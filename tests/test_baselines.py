@@ -155,6 +155,15 @@ def test_lwf_loss_equals_ce_when_student_is_teacher():
 
 
 # ---- MoE ----------------------------------------------------------------------------------
+def force_route(model, expert: int, margin: float = 1e4) -> None:
+    """Make every router pick `expert` with weight 1."""
+    with torch.no_grad():
+        for m in moe.moe_layers(model):
+            m.moe_router.weight.zero_()
+            m.moe_router.bias.fill_(-margin)
+            m.moe_router.bias[expert] = margin
+
+
 def test_moe_router_forced_to_original_reproduces_base_exactly():
     base, processor = fresh()
     model = copy.deepcopy(base)
@@ -166,14 +175,14 @@ def test_moe_router_forced_to_original_reproduces_base_exactly():
                 p.add_(torch.randn_like(p))
     batch = batch_of(processor, base)
     ref = logits(base.eval(), batch)
-    moe.force_route(model, 0)
+    force_route(model, 0)
     assert torch.equal(logits(model.eval(), batch), ref)          # top-1 at evaluation
     model.train()
     model.config.text_config.dropout = 0.0
     with torch.no_grad():
         train_out = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
     assert torch.equal(train_out, ref)                            # softmax mix in training
-    moe.force_route(model, 1)
+    force_route(model, 1)
     assert (logits(model.eval(), batch) - ref).abs().max() > 1e-3
 
 

@@ -117,3 +117,11 @@ def test_probe_choices_and_their_errors(smoke):
     cfg["benchmarks"]["held_out"] = []
     with pytest.raises(ConfigError, match="probes.held_out_data is needed"):
         Plan(_validated(cfg)).probe_dataset("layer_data")
+
+
+def test_schema_checks_every_hyperparameter_with_a_default():
+    """The schema's bounds ($defs/hparam_keys) and lmmcl.train.hparams' defaults name the same keys."""
+    from lmmcl.train.hparams import DEFAULT_HPARAMS
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert set(schema["$defs"]["hparam_keys"]["properties"]) == set(DEFAULT_HPARAMS)

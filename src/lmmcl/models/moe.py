@@ -137,15 +137,6 @@ def add_experts(model, n: int):
     setattr(model.config, CONFIG_KEY, cfg)
 
 
-def force_route(model, expert: int, margin: float = 1e4) -> None:
-    """Make every router pick `expert` with weight 1 (tests and diagnostics)."""
-    with torch.no_grad():
-        for m in moe_layers(model):
-            m.moe_router.weight.zero_()
-            m.moe_router.bias.fill_(-margin)
-            m.moe_router.bias[expert] = margin
-
-
 def _safetensors_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
