@@ -50,6 +50,10 @@ def proc_threads(wildcards, threads):
     return max(1, threads // CPU_PROCS)
 
 
+# The resources of a training/evaluation job besides its launcher (train_launch / eval_launch)
+PROCESS_RESOURCES = dict(gpu=RESOURCES["gpus"], processes=CPU_PROCS, proc_threads=proc_threads)
+
+
 # Launch settings reach the shell commands as string `resources`, not `params`: changing one
 # changes no result's meaning (or, for the process count, is documented to be kept fixed through
 # grad_accum), so Snakemake's params rerun trigger must not rerun finished jobs for it, and every

@@ -27,9 +27,7 @@ rule evaluate_base:
         out_dir=out_dir_of(0),
     threads: RESOURCES["eval_threads"] * CPU_PROCS
     resources:
-        gpu=RESOURCES["gpus"],
-        processes=CPU_PROCS,
-        proc_threads=proc_threads,
+        **PROCESS_RESOURCES,
         launch=eval_launch,
     log:
         LAYOUT.log("{seed}", "evals", "base"),

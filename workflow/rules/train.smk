@@ -53,9 +53,7 @@ rule train_stage:
         method_spec=lambda w: dumps(PLAN.method_spec(w.method)),
     threads: RESOURCES["train_threads"] * CPU_PROCS
     resources:
-        gpu=RESOURCES["gpus"],
-        processes=CPU_PROCS,
-        proc_threads=proc_threads,
+        **PROCESS_RESOURCES,
         launch=train_launch,
         deepspeed=DEEPSPEED_ARG,
         ckpt_format=CKPT_FORMAT,

@@ -46,6 +46,7 @@ from .tables import (
     pareto_markdown,
     r_matrix_markdown,
     summary_markdown,
+    target_cells,
 )
 
 __all__ = ["report_outputs", "write_report"]
@@ -84,12 +85,6 @@ def _r_of(scores: pd.DataFrame, p: dict, method: str) -> pd.DataFrame:
     return R
 
 
-def _target_cells(p: dict) -> set:
-    """(row label, benchmark) of R[i][t_i]: bold in the LaTeX tables."""
-    labels = stage_labels(p)
-    return {(labels[i], t) for i, t in enumerate(p["stage_targets"], start=1)}
-
-
 def _with_task_column(df: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     out = df.copy()
     out.insert(0, "task", [labels[i].split(" ", 1)[1] for i in out.index])
@@ -112,7 +107,7 @@ def _write_method_tables(layout: Layout, scores: pd.DataFrame, p: dict, m: str) 
             caption=f"R matrix of method {m} (experiment {exp}): score (%) of the checkpoint "
                     "after each stage (0 = base) on each benchmark; bold = target of that stage; "
                     "n/a = evaluation missing; last row = chance.",
-            label=f"tab:R_{exp}_{m}", bold=_target_cells(p),
+            label=f"tab:R_{exp}_{m}", bold=target_cells(labels, p["stage_targets"], R.columns),
             extra_rows=[["chance"] + [fmt(p["chance"].get(b)) for b in R.columns]],
         )),
         atomic_write_csv(_with_task_column(D, labels), layout.deltas_table(m, "csv")),
@@ -124,7 +119,7 @@ def _write_method_tables(layout: Layout, scores: pd.DataFrame, p: dict, m: str) 
             D.set_axis(labels[1:], axis=0), index_label="stage", signed=True,
             caption=f"Per-benchmark change vs. base of method {m} (experiment {exp}): "
                     "R[i][b] − R[0][b] in pp; bold = target of that stage; n/a = evaluation missing.",
-            label=f"tab:deltas_{exp}_{m}", bold=_target_cells(p),
+            label=f"tab:deltas_{exp}_{m}", bold=target_cells(labels, p["stage_targets"], D.columns),
         )),
     ]
 

@@ -138,14 +138,7 @@ def r_matrix_markdown(
     (e.g. target / held-out / extra), listed in the header.  Cell R[i][t_i] (target
     of stage i right after stage i) is printed in bold.  A ``chance`` row closes the table.
     """
-    T = len(stage_targets)
-    shown = R.copy()
-    shown.index = [stage_labels[int(i)] for i in R.index]
-    bold = {
-        (stage_labels[i], t) for i, t in enumerate(stage_targets, start=1) if i <= T and t in R.columns
-    }
     chance_row = ["chance"] + [fmt(chance.get(b)) for b in R.columns]
-    group_txt = "; ".join(f"{role}: {_bench_list(list(bs))}" for role, bs in groups.items() if bs)
     head = [
         f"# R matrix — method `{method}` (experiment `{experiment}`)",
         "",
@@ -154,12 +147,29 @@ def r_matrix_markdown(
         "**Bold** = target benchmark of that row's stage, measured right after that stage. "
         f"`{NA}` = evaluation missing. Last row: chance level.",
         "",
-        f"Columns — {group_txt}.",
+        _groups_line(groups),
         "",
     ]
     return "\n".join(head) + "\n" + markdown_table(
-        shown, index_label="stage", bold=bold, extra_rows=[chance_row]
+        _with_stage_labels(R, stage_labels), index_label="stage",
+        bold=target_cells(stage_labels, stage_targets, R.columns), extra_rows=[chance_row]
     )
+
+
+def target_cells(stage_labels: Sequence[str], stage_targets: Sequence[str], columns) -> set:
+    """(row label, benchmark) of every cell R[i][t_i], printed in bold."""
+    return {(stage_labels[i], t) for i, t in enumerate(stage_targets, start=1)
+            if t in columns and i < len(stage_labels)}
+
+
+def _with_stage_labels(M: pd.DataFrame, stage_labels: Sequence[str]) -> pd.DataFrame:
+    shown = M.copy()
+    shown.index = [stage_labels[int(i)] for i in M.index]
+    return shown
+
+
+def _groups_line(groups: Mapping[str, Sequence[str]]) -> str:
+    return "Columns — " + "; ".join(f"{role}: {_bench_list(list(bs))}" for role, bs in groups.items() if bs) + "."
 
 
 def summary_markdown(
@@ -282,10 +292,6 @@ def deltas_markdown(
     stage_targets: Sequence[str],
 ) -> str:
     """Markdown for one method's per-benchmark deltas (rows stage 1..T)."""
-    shown = D.copy()
-    shown.index = [stage_labels[int(i)] for i in D.index]
-    bold = {(stage_labels[i], t) for i, t in enumerate(stage_targets, start=1) if t in D.columns and i < len(stage_labels)}
-    group_txt = "; ".join(f"{role}: {_bench_list(list(bs))}" for role, bs in groups.items() if bs)
     head = [
         f"# Per-benchmark change vs. base — method `{method}` (experiment `{experiment}`)",
         "",
@@ -294,10 +300,11 @@ def deltas_markdown(
         "held-out benchmark = forgetting. **Bold** = target of that row's stage. "
         f"`{NA}` = an evaluation is missing.",
         "",
-        f"Columns — {group_txt}.",
+        _groups_line(groups),
         "",
     ]
-    return "\n".join(head) + "\n" + markdown_table(shown, index_label="stage", signed=True, bold=bold)
+    return "\n".join(head) + "\n" + markdown_table(_with_stage_labels(D, stage_labels), index_label="stage",
+                                                     signed=True, bold=target_cells(stage_labels, stage_targets, D.columns))
 
 
 # --------------------------------------------------------------------------- LaTeX (booktabs)
