@@ -1,4 +1,3 @@
-import json
 import os
 import re
 import sys
@@ -8,7 +7,6 @@ from snakemake.utils import validate
 
 from lmmcl.config import ConfigError, Plan, dumps
 from lmmcl.layout import PLOTS, DataLayout, Layout, stage_name
-
 
 
 def checked(fn, *args):
