@@ -72,17 +72,24 @@ class Layout:
         return f"{self.run(seed)}/evals/{method}/{stage_name(k, task)}"
 
     def eval_file(self, seed, method, k, task, benchmark) -> str:
-        return f"{self.eval_dir(seed, method, k, task)}/{benchmark}.json"
+        return f"{self.eval_dir(seed, method, k, task)}/{eval_file_name(benchmark)}"
 
     def eval_files(self, seed, method, k, task, benchmarks) -> list[str]:
         return [self.eval_file(seed, method, k, task, b) for b in benchmarks]
 
     def eval_samples(self, seed, method, k, task, benchmark) -> str:
         """Every evaluated example of one benchmark (written before its JSON)."""
-        return f"{self.eval_dir(seed, method, k, task)}/{benchmark}.samples.jsonl"
+        return f"{self.eval_dir(seed, method, k, task)}/{samples_file_name(benchmark)}"
 
     def log(self, seed, *parts) -> str:
         return "/".join([f"{self.exp}/logs/seed{seed}", *map(str, parts)]) + ".log"
+
+    def eval_log(self, seed, method, k, task) -> str:
+        """Log of the evaluation job of stage k (k = 0: the base's)."""
+        return self.log(seed, "evals", BASE) if str(k) == "0" else self.log(seed, "evals", method, stage_name(k, task))
+
+    def probe_log(self, seed, name: str) -> str:
+        return self.log(seed, "probes", name)
 
     def stage_log(self, seed, method, k, task, step: str = "") -> str:
         """Log of a stage's job; `step`: `finetuned`, `merge` (WiSE-FT) or `` (the training)."""
@@ -166,6 +173,16 @@ class DataLayout:
 
     def log(self, name) -> str:
         return f"{self.root}/logs/{name}.log"
+
+
+def eval_file_name(benchmark) -> str:
+    """The JSON `lmmcl evaluate` writes per benchmark into its output folder (score, metric, n, ...)."""
+    return f"{benchmark}.json"
+
+
+def samples_file_name(benchmark) -> str:
+    """Every evaluated example of a benchmark, next to its JSON."""
+    return f"{benchmark}.samples.jsonl"
 
 
 def split_file(split) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from lmmcl.config import ConfigError, Plan, dumps
-from lmmcl.layout import PLOTS, DataLayout, Layout, stage_name
+from lmmcl.layout import PLOTS, DataLayout, Layout
 
 
 def checked(fn, *args):

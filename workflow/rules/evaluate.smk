@@ -30,7 +30,7 @@ rule evaluate_base:
         **PROCESS_RESOURCES,
         launch=eval_launch,
     log:
-        LAYOUT.log("{seed}", "evals", "base"),
+        LAYOUT.eval_log("{seed}", None, 0, None),
     conda:
         CONDA_ENV
     shell:
@@ -47,7 +47,7 @@ use rule evaluate_base as evaluate_stage with:
     output:
         LAYOUT.eval_files("{seed}", "{method}", "{k}", "{task}", BENCHMARKS),
     log:
-        LAYOUT.log("{seed}", "evals", "{method}", stage_name("{k}", "{task}")),
+        LAYOUT.eval_log("{seed}", "{method}", "{k}", "{task}"),
 
 
 rule evaluate_bases:

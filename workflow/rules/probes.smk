@@ -23,7 +23,7 @@ rule probe_numbers:
     resources:
         gpu=RESOURCES["gpus"],
     log:
-        LAYOUT.log(PROBE_SEED, "probes", "numbers"),
+        LAYOUT.probe_log(PROBE_SEED, "numbers"),
     conda:
         CONDA_ENV
     shell:
@@ -50,7 +50,7 @@ rule probe_layers:
     resources:
         gpu=RESOURCES["gpus"],
     log:
-        LAYOUT.log(PROBE_SEED, "probes", "layers"),
+        LAYOUT.probe_log(PROBE_SEED, "layers"),
     conda:
         CONDA_ENV
     shell:

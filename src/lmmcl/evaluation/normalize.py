@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from importlib import metadata
 
+from lmmcl.layout import samples_file_name
+
 __all__ = ["normalize_results", "parse_metrics", "sample_rows", "lmms_eval_version", "dumps_jsonl"]
 
 
@@ -189,7 +191,7 @@ def normalize_results(results: dict, benchmark_of_task: dict, samples: dict | No
             "n_empty": n_empty,
             "lmms_eval_version": version,
             "task_hash": (task_hashes or {}).get(task) or stored_hashes.get(task),
-            "samples": f"{benchmark}.samples.jsonl" if task_samples is not None else None,
+            "samples": samples_file_name(benchmark) if task_samples is not None else None,
         }
     return out
 

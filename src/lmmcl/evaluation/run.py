@@ -35,6 +35,7 @@ _offline_env()
 
 from lmmcl.evaluation import normalize, taskgen  # noqa: E402
 from lmmcl.atomic import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
+from lmmcl.layout import eval_file_name, samples_file_name  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def _write_outputs(run: _Run, records: dict, samples: dict, out_dir: Path, timin
         rec = records[bench]
         task = rec["task"]
         rows = normalize.sample_rows(samples.get(task, []), rec["metric"])
-        atomic_write_text(out_dir / f"{bench}.samples.jsonl", normalize.dumps_jsonl(rows))
+        atomic_write_text(out_dir / samples_file_name(bench), normalize.dumps_jsonl(rows))
         record = {
             "benchmark": bench,
             "task": task,
@@ -204,5 +205,5 @@ def _write_outputs(run: _Run, records: dict, samples: dict, out_dir: Path, timin
             "clock_exact_hours": run.clock_exact_hours,
             "timing": timing,
         }
-        paths.append(atomic_write_json(out_dir / f"{bench}.json", record))
+        paths.append(atomic_write_json(out_dir / eval_file_name(bench), record))
     return paths

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from ..atomic import atomic_dir
+from ..layout import MANIFEST
 
 DELTA_META = "lmmcl_delta.json"
 DELTA_WEIGHTS = "delta.safetensors"
@@ -73,7 +74,7 @@ def _parent_manifest_hashes(parent_checkpoint: str, parent_is_local: bool) -> di
     `<stage>/model` + `<stage>/manifest.json`); None for hub ids or folders without one."""
     if not parent_is_local:
         return None
-    manifest = Path(parent_checkpoint).parent / "manifest.json"
+    manifest = Path(parent_checkpoint).parent / MANIFEST
     if not manifest.is_file():
         return None
     return json.loads(manifest.read_text()).get("hashes")

@@ -5,6 +5,8 @@ import io
 import os
 from pathlib import Path
 
+from ..layout import MANIFEST
+
 
 def parse_labelled(items: list[str]) -> dict[str, str]:
     """``["label=path", "path2"]`` -> ``{"label": "path", "<parent folder of path2>": "path2"}``."""
@@ -14,7 +16,7 @@ def parse_labelled(items: list[str]) -> dict[str, str]:
         if not sep:
             path = label
             p = Path(path)
-            label = f"{p.parent.parent.name}/{p.parent.name}" if p.name == "manifest.json" else p.name
+            label = f"{p.parent.parent.name}/{p.parent.name}" if p.name == MANIFEST else p.name
         if label in out:
             raise ValueError(f"checkpoint label {label!r} given twice")
         out[label] = path

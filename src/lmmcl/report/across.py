@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..layout import PLAN_FILE, SCORES_FILE, Layout
+from ..layout import BASE, MANIFEST, PLAN_FILE, SCORES_FILE, Layout
 from . import metrics, plots
 from .plan import normalize_plan
 from .scores import SCORE_COLUMNS
@@ -38,7 +38,7 @@ def _model_name(exp_dir: Path) -> str:
     layout = Layout(exp_dir.name, root=exp_dir.parent)
     runs = sorted(exp_dir.glob(str(Path(layout.base_manifest("*")).relative_to(layout.exp))))
     # a folder written before runs had seeds holds <experiment>/base/manifest.json
-    f = runs[0] if runs else exp_dir / "base" / "manifest.json"
+    f = runs[0] if runs else exp_dir / BASE / MANIFEST
     if not f.is_file():
         return "n/a"
     try:
