@@ -12,6 +12,7 @@
       probes/                                              analysis probes
 
     <data.root>/<dataset>/<split>.parquet + report.json  every dataset split (DataLayout)
+    <data.root>/downloads/<dataset>/                      raw downloads of a conversion
     <data.root>/logs/<name>.log
 
 The Snakemake rules, the report, the gallery and the probes all build their paths here. Every
@@ -173,6 +174,10 @@ class DataLayout:
 
     def log(self, name) -> str:
         return f"{self.root}/logs/{name}.log"
+
+    def downloads(self, dataset) -> str:
+        """Raw downloads of a conversion (tarball and its extraction, fetched images), kept for reruns."""
+        return f"{self.root}/downloads/{dataset}"
 
 
 def eval_file_name(benchmark) -> str:

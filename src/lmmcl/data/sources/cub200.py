@@ -25,6 +25,7 @@ import zlib
 from pathlib import Path
 
 from lmmcl.atomic import atomic_dir, atomic_path
+from lmmcl.layout import DataLayout
 
 from .common import BadItem, Report, check_image, progress, take, write_dataset
 
@@ -215,7 +216,7 @@ def convert(out_dir, *, seed: int = 0, limit: int | None = None, url: str = DEFA
         raise ValueError(f"cub200: md5 {md5!r} is not 32 hex digits (the official tarball's is {OFFICIAL_MD5}; "
                          "verify_md5: false skips the check)")
     expected = md5 if verify_md5 else None
-    dl = Path(download_dir) if download_dir else out_dir.parent / "downloads" / "cub200"
+    dl = Path(download_dir) if download_dir else Path(DataLayout(out_dir.parent).downloads("cub200"))
     if tarball:
         tar_path = Path(tarball)
     else:

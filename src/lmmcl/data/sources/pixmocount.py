@@ -35,6 +35,7 @@ import re
 from pathlib import Path
 
 from lmmcl.atomic import atomic_write_bytes
+from lmmcl.layout import DataLayout
 
 from .common import BadItem, Report, check_image, convert_rows, load_hub_split, source_revision, write_dataset
 from .flickr import FetchError, FlickrClient, credentials_from_env, http_url, photo_id_from_url
@@ -139,7 +140,7 @@ def convert(out_dir, *, seed: int = 0, limit: int | None = None, repo: str = REP
             verify_sha256: bool = True, keep_all_labels: bool = False, splits=SPLITS) -> Report:
     key, secret = credentials_from_env()  # before anything is downloaded
     out_dir = Path(out_dir)
-    images = Path(image_dir) if image_dir else out_dir.parent / "downloads" / "pixmocount" / "images"
+    images = Path(image_dir) if image_dir else Path(DataLayout(out_dir.parent).downloads("pixmocount")) / "images"
     client = FlickrClient(key, secret, rest_url=rest_url, min_interval=min_interval,
                           max_retries=max_retries, backoff=backoff, timeout=timeout)
     report = Report("pixmocount", source_revision(repo, path=path, revision=revision), seed=seed, limit=limit)
