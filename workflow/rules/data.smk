@@ -22,16 +22,12 @@ rule make_synthetic:
         "--seed {params.seed} --image-size {params.image_size} --out {output} > {log} 2>&1"
 
 
-# Real datasets: one rule per source, each writing every split of registry/datasets.yaml plus
-# report.json (counts, skipped items with reasons, source revision). Options come from
-# data.sources.<dataset>, data.seed and data.limit; they are the job's params, so changing
-# them reruns the conversion. Flickr credentials come from the environment only.
-# (source_outputs / source_options: rules/common.smk)
-
-CONVERT = ("lmmcl convert {params.dataset} --out-dir {params.out_dir} --options {params.options:q} "
-           "> {log} 2>&1")
-
-
+# Real datasets: one rule convert_<dataset> per dataset of the registry with a converter
+# (registry/datasets.yaml), each writing every split listed there plus report.json (counts,
+# skipped items with reasons, source revision). Options come from data.sources.<dataset>,
+# data.seed and data.limit; they are the job's params, so changing them reruns the conversion.
+# Flickr credentials come from the environment only.
+# (CONVERTIBLE, source_outputs, source_options: rules/common.smk)
 for _dataset in CONVERTIBLE:
 
     rule:
@@ -48,7 +44,7 @@ for _dataset in CONVERTIBLE:
         conda:
             CONDA_ENV
         shell:
-            CONVERT
+            "lmmcl convert {params.dataset} --out-dir {params.out_dir} --options {params.options:q} > {log} 2>&1"
 
     # `snakemake --list-rules` shows each converter's description (registry/datasets.yaml)
     getattr(rules, f"convert_{_dataset}").rule.docstring = DATASETS[_dataset]["description"]
