@@ -158,3 +158,21 @@ def test_bad_config_fails_before_any_job(tmp_path, patch, message):
     assert p.returncode != 0
     assert message in p.stdout + p.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_seeds_and_sweep_plan_one_chain_per_seed_and_grid_point(tmp_path):
+    """`seeds` and a `sweep` grid expand into runs of the same DAG: a base per seed, every grid
+    point a method with its own chain per seed (dry run: nothing trains)."""
+    cfg = yaml.safe_load((ROOT / "tests/configs/smoke.yaml").read_text())
+    cfg.pop("seed")
+    cfg["seeds"] = [0, 3]
+    cfg["methods"] = None  # an overlay's way to drop the file's methods
+    cfg["sweep"] = {"grid": {"recipe": ["sa_proj", "llm"], "lr": [1.0e-4, 1.0e-3]}, "lr_rule": {"reference": "llm"}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(smk(tmp_path, "-n").stdout)
+    assert {w for r, w in jobs if r == "build_base"} == {"seed=0", "seed=3"}
+    trains = {w for r, w in jobs if r == "train_stage"}
+    methods = ["sa_proj_lr1e-4", "sa_proj_lr1e-3", "llm_lr1e-4", "llm_lr1e-3"]
+    assert trains == {f"seed={s}, method={m}, k={k}, task={t}" for s in (0, 3) for m in methods
+                      for k, t in ((1, "syn_birds"), (2, "syn_count"))}
+    assert sum(r == "evaluate_stage" for r, _ in jobs) == 2 * 4 * 2
