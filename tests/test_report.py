@@ -480,13 +480,13 @@ def test_pareto_table_and_sweep_lr_rule(tmp_path):
     from lmmcl import sweep
 
     make_tree(tmp_path)
-    # sa_proj: Learning 52.5, HeldOut_mean -2.25; full: Learning 62.5, HeldOut_mean -25 (FAKE)
+    # FAKE: sa_proj Learning 50.0, HeldOut_mean -1.8; full Learning 62.5, HeldOut_mean -10.0
     plan = dict(PLAN, sweep={"sa_proj": {"recipe": "sa_proj", "lr": 1e-3}, "full": {"recipe": "sa_proj", "lr": 1e-4}},
                 lr_rule={"min_learning": 55})
     scores = collect_scores(tmp_path, plan)
     par = pareto_table(scores, plan)
     assert par["pareto"].tolist() == [True, True]  # neither dominates: one learns more, the other forgets less
-    # same recipe, lrs 1e-4 (Learning 62.5) and 1e-3 (52.5): the smallest lr reaching 55 pp is 1e-4
+    # same recipe, lrs 1e-4 (Learning 62.5) and 1e-3 (50.0): the smallest lr reaching 55 pp is 1e-4
     assert par.loc["full", "lr_rule"] == "picked" and par.loc["sa_proj", "lr_rule"] == ""
     assert sweep.pick_lrs(plan["sweep"], par["Learning"].to_dict(), {"min_learning": 70}) == {
         "full": "picked (below bar)", "sa_proj": ""}
@@ -501,6 +501,8 @@ def test_pareto_table_and_sweep_lr_rule(tmp_path):
     write_report(tmp_path, plan)
     md = (tmp_path / EXP / "tables" / "pareto.md").read_text()
     assert "| full |" in md and "picked" in md and "smallest lr whose mean Learning reaches 55.0 pp" in md
+    assert "| full | +62.5 | -10.0 | 1 | yes | 1e-4 | sa_proj | picked |" in md  # grid values as in method names
+    assert pd.read_csv(tmp_path / EXP / "tables" / "pareto.csv", index_col=0).loc["full", "lr"] == 1e-4
     assert sweep.pareto_front({"a": (10, -1), "b": (5, -2), "c": (20, -30), "d": (math.nan, 0)}) == {"a", "c"}
 
 

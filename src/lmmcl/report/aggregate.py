@@ -157,7 +157,8 @@ def _write_summary_tables(layout: Layout, scores: pd.DataFrame, p: dict) -> list
         atomic_write_text(layout.table("learning_forgetting", "md"), md),
         atomic_write_text(layout.table("learning_forgetting", "tex"), tex),
         atomic_write_csv(summary_per_seed(scores, p).round(4), layout.table("learning_forgetting_seeds", "csv")),
-        atomic_write_csv(pareto.round(4), layout.table("pareto", "csv")),
+        atomic_write_csv(pareto.round({c: 4 for c in ("Learning", "Learning_std", "HeldOut_mean", "HeldOut_mean_std")}),
+                         layout.table("pareto", "csv")),
         atomic_write_text(layout.table("pareto", "md"), pareto_markdown(
             pareto, experiment=exp, seeds=p["seeds"], lr_rule=p["lr_rule"])),
     ]

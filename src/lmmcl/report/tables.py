@@ -250,6 +250,11 @@ def pareto_markdown(pareto: pd.DataFrame, *, experiment: str, seeds: Sequence[in
                                         pareto[["HeldOut_mean_std"]].set_axis(["HeldOut_mean"], axis=1))["HeldOut_mean"]
     shown = shown.drop(columns=["Learning_std", "HeldOut_mean_std"])
     shown["pareto"] = ["yes" if v else "" for v in pareto["pareto"]]
+    shown["seeds"] = pareto["seeds"].astype(int).astype(str)
+    from ..sweep import format_value  # grid values as in the method names: 3e-4, not 0.0
+
+    for col in shown.columns.difference(["Learning", "HeldOut_mean", "pareto", "seeds", "lr_rule"]):
+        shown[col] = [format_value(v) if v is not None and not _is_missing(v) else "" for v in shown[col]]
     lines = [
         f"# Learning vs. forgetting across runs — experiment `{experiment}`",
         "",
