@@ -8,6 +8,7 @@ is allowed, before any job runs.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from . import recipes as recipe_registry
@@ -358,3 +359,41 @@ class Plan:
 def dumps(obj) -> str:
     """Stable JSON for rule params (the params rerun trigger compares these strings)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def coerce_cli_values(cfg, schema: dict):
+    """Snakemake's `--config key=value` reads a nested value's scalars as strings (YAML's
+    BaseLoader: `seeds=[0,1,2]` gives ['0', '1', '2']). Turn such strings back into the integer,
+    number or boolean the schema asks for, in place; anything else is left to the schema's errors."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node):
+        while isinstance(node, dict) and "$ref" in node:
+            node = defs.get(node["$ref"].rsplit("/", 1)[-1], {})
+        return node or {}
+
+    def convert(value, node):
+        node = resolve(node)
+        types = node.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        if isinstance(value, str):
+            text = value.strip()
+            if "integer" in types and re.fullmatch(r"[+-]?\d+", text):
+                return int(text)
+            if "number" in types:
+                try:
+                    return float(text)
+                except ValueError:
+                    return value
+            if "boolean" in types and text.lower() in ("true", "false"):
+                return text.lower() == "true"
+            return value
+        if isinstance(value, list):
+            return [convert(v, node.get("items", {})) for v in value]
+        if isinstance(value, dict):
+            props, extra = node.get("properties", {}), node.get("additionalProperties", {})
+            for k, v in value.items():
+                value[k] = convert(v, props.get(k, extra if isinstance(extra, dict) else {}))
+        return value
+
+    return convert(cfg, schema)

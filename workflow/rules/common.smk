@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from lmmcl.config import ConfigError, Plan, dumps
+from lmmcl.config import ConfigError, Plan, coerce_cli_values, dumps
 from lmmcl.layout import PLOTS, DataLayout, Layout
 
 
@@ -19,6 +19,10 @@ def checked(fn, *args):
 
 # Shapes and types first (fills the schema's defaults: read config[...] directly below), then
 # the names a schema cannot check. What a config means is lmmcl.config.Plan (unit-tested).
+import yaml
+
+with open(Path(workflow.basedir) / "schemas" / "config.schema.yaml") as f:
+    coerce_cli_values(config, yaml.safe_load(f))  # --config 'seeds=[0,1,2]': ints, not strings
 validate(config, schema="../schemas/config.schema.yaml")
 PLAN = checked(Plan, config)
 
