@@ -197,7 +197,9 @@ class StageTrainer(Trainer):
         param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
         index = {key: i for i, key in enumerate(groups)}
         self._lr_group_of_role = {role: index[key] for role, key in log_role.items()}
-        self.optimizer = torch.optim.AdamW(param_groups, lr=self.args.learning_rate)
+        # foreach: torch picks the per-tensor loop on CPU by default; the multi-tensor kernels give
+        # the same weights bit for bit (checked on the tiny base) and a faster step
+        self.optimizer = torch.optim.AdamW(param_groups, lr=self.args.learning_rate, foreach=True)
         return self.optimizer
 
 
