@@ -13,7 +13,7 @@ import pytest
 from lmmcl.report import metrics
 from lmmcl.report.aggregate import report_outputs, write_report
 from lmmcl.report.plan import normalize_plan, stage_labels
-from lmmcl.report.scores import MISSING_METRIC, SCORE_COLUMNS, collect_scores, r_matrix
+from lmmcl.report.scores import MISSING_METRIC, SCORE_COLUMNS, collect_scores, n_eval_files, r_matrix
 from lmmcl.report.summary import format_summary, pareto_table, summary_per_seed, summary_std, summary_table
 from lmmcl.report.tables import NA, fmt, markdown_table
 
@@ -458,6 +458,7 @@ def test_seeds_mean_std_and_per_seed_rows(tmp_path):
     plan = dict(PLAN, seeds=[0, 3])
     scores = collect_scores(tmp_path, plan)
     assert sorted(scores["seed"].unique()) == [0, 3] and len(scores) == 2 * 2 * 3 * 4
+    assert n_eval_files(scores) == 2 * (4 + 2 * 2 * 4)  # per seed: its base's 4, then 2 methods x 2 stages
     per_seed = summary_per_seed(scores, plan)
     assert per_seed.loc[("sa_proj", 0), "Learning_1"] == approx(50.0)
     assert per_seed.loc[("sa_proj", 3), "Learning_1"] == approx(55.0)

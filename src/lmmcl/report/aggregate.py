@@ -35,7 +35,7 @@ from . import plots
 from .metrics import DEFINITIONS
 from .plan import normalize_plan, stage_labels
 from .scores import collect_scores, metric_names, n_eval_files, r_matrix
-from .summary import pareto_table, summary_per_seed, summary_std, summary_table
+from .summary import mean_over_seeds, pareto_of, std_over_seeds, summary_per_seed
 from .tables import (
     atomic_write_csv,
     atomic_write_text,
@@ -73,8 +73,9 @@ def write_report(results_dir: str | os.PathLike, plan: Mapping) -> dict[str, lis
     for m in p["methods"]:
         written["tables"] += _write_method_tables(layout, scores, p, m)
         heatmaps.append(_plot_heatmap(layout, scores, p, m))
-    written["tables"] += _write_summary_tables(layout, scores, p)
-    written["plots"] += _write_summary_plots(layout, scores, p) + heatmaps
+    per_seed = summary_per_seed(scores, p)  # every summary table and plot derives from it
+    written["tables"] += _write_summary_tables(layout, scores, per_seed, p)
+    written["plots"] += _write_summary_plots(layout, scores, per_seed, p) + heatmaps
     return {group: [Path(f) for f in paths] for group, paths in written.items()}
 
 
@@ -129,10 +130,10 @@ def _plot_heatmap(layout: Layout, scores: pd.DataFrame, p: dict, m: str) -> Path
                                 stage_targets=p["stage_targets"], groups=p["groups"])
 
 
-def _write_summary_tables(layout: Layout, scores: pd.DataFrame, p: dict) -> list[Path]:
+def _write_summary_tables(layout: Layout, scores: pd.DataFrame, per_seed: pd.DataFrame, p: dict) -> list[Path]:
     """learning_forgetting (mean ± std over seeds; CSV, Markdown, LaTeX), the per-seed rows and
     the Pareto table."""
-    summ, std = summary_table(scores, p), summary_std(scores, p)
+    summ, std = mean_over_seeds(per_seed, p), std_over_seeds(per_seed, p)
     both = pd.concat([summ, std.add_suffix("_std")], axis=1)
     both["seeds"] = len(p["seeds"])
     T, exp = len(p["sequence"]), p["experiment"]
@@ -151,12 +152,12 @@ def _write_summary_tables(layout: Layout, scores: pd.DataFrame, p: dict) -> list
         notes=["R[i][b] = score (%) after stage i on benchmark b; stage 0 = base; t_i = target of stage i."]
         + list(DEFINITIONS.values()),
     )
-    pareto = pareto_table(scores, p)
+    pareto = pareto_of(per_seed, p)
     return [
         atomic_write_csv(both.round(4), layout.table("learning_forgetting", "csv")),
         atomic_write_text(layout.table("learning_forgetting", "md"), md),
         atomic_write_text(layout.table("learning_forgetting", "tex"), tex),
-        atomic_write_csv(summary_per_seed(scores, p).round(4), layout.table("learning_forgetting_seeds", "csv")),
+        atomic_write_csv(per_seed.round(4), layout.table("learning_forgetting_seeds", "csv")),
         atomic_write_csv(pareto.round({c: 4 for c in ("Learning", "Learning_std", "HeldOut_mean", "HeldOut_mean_std")}),
                          layout.table("pareto", "csv")),
         atomic_write_text(layout.table("pareto", "md"), pareto_markdown(
@@ -164,12 +165,12 @@ def _write_summary_tables(layout: Layout, scores: pd.DataFrame, p: dict) -> list
     ]
 
 
-def _write_summary_plots(layout: Layout, scores: pd.DataFrame, p: dict) -> list[Path]:
+def _write_summary_plots(layout: Layout, scores: pd.DataFrame, per_seed: pd.DataFrame, p: dict) -> list[Path]:
     """The figures of lmmcl.layout.PLOTS, in that order."""
-    summ, std = summary_table(scores, p), summary_std(scores, p)
+    summ, std = mean_over_seeds(per_seed, p), std_over_seeds(per_seed, p)
     return [
         plots.plot_learning_vs_heldout(summ, layout.plot("learning_vs_heldout"), std_df=std),
         plots.plot_heldout_per_stage(scores, p, layout.plot("heldout_per_stage")),
         plots.plot_target_per_stage(scores, p, layout.plot("target_per_stage")),
-        plots.plot_pareto(pareto_table(scores, p), summary_per_seed(scores, p), layout.plot("pareto")),
+        plots.plot_pareto(pareto_of(per_seed, p), per_seed, layout.plot("pareto")),
     ]

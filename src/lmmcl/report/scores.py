@@ -114,8 +114,10 @@ def seeds_in(scores: pd.DataFrame, plan: Mapping) -> list[int]:
 
 
 def n_eval_files(scores: pd.DataFrame) -> int:
-    """Number of distinct evaluation files behind ``scores`` (base rows are shared)."""
-    return int((scores["stage"] > 0).sum() + scores.loc[scores["stage"] == 0, "benchmark"].nunique())
+    """Number of distinct evaluation files behind ``scores`` (a seed's base rows are shared by
+    its methods: one file per seed and benchmark)."""
+    base = scores.loc[scores["stage"] == 0, [c for c in ("seed", "benchmark") if c in scores]]
+    return int((scores["stage"] > 0).sum() + len(base.drop_duplicates()))
 
 
 def metric_names(scores: pd.DataFrame) -> dict[str, str]:

@@ -18,7 +18,8 @@ from .plan import normalize_plan
 from .scores import collect_scores, r_matrix, seeds_in
 from .tables import fmt
 
-__all__ = ["summary_per_seed", "summary_table", "summary_std", "pareto_table", "format_summary"]
+__all__ = ["summary_per_seed", "summary_table", "summary_std", "pareto_table", "mean_over_seeds",
+           "std_over_seeds", "pareto_of", "format_summary"]
 
 
 def summary_per_seed(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
@@ -40,15 +41,13 @@ def summary_per_seed(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
 def summary_table(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
     """The mean over seeds of :func:`summary_per_seed`: one row per method (index ``method``)."""
     p = normalize_plan(plan)
-    df = summary_per_seed(scores, p).groupby(level="method", sort=False).mean()
-    return df.reindex(p["methods"]).rename_axis("method")
+    return mean_over_seeds(summary_per_seed(scores, p), p)
 
 
 def summary_std(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
     """The standard deviation over seeds (ddof 1) of :func:`summary_per_seed`; NaN with one seed."""
     p = normalize_plan(plan)
-    df = summary_per_seed(scores, p).groupby(level="method", sort=False).std(ddof=1)
-    return df.reindex(p["methods"]).rename_axis("method")
+    return std_over_seeds(summary_per_seed(scores, p), p)
 
 
 def pareto_table(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
@@ -56,8 +55,24 @@ def pareto_table(scores: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
     the Pareto front (no method learns at least as much and forgets at most as much, better on
     one), and for a sweep with an `lr_rule` the rule's verdict (lmmcl.sweep.pick_lrs)."""
     p = normalize_plan(plan)
-    mean, std = summary_table(scores, p), summary_std(scores, p)
-    seeds = summary_per_seed(scores, p)["Learning"].groupby(level="method", sort=False).count()
+    return pareto_of(summary_per_seed(scores, p), p)
+
+
+# The same from a computed `summary_per_seed` (the report computes it once for every table and plot)
+def mean_over_seeds(per_seed: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
+    df = per_seed.groupby(level="method", sort=False).mean()
+    return df.reindex(normalize_plan(plan)["methods"]).rename_axis("method")
+
+
+def std_over_seeds(per_seed: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
+    df = per_seed.groupby(level="method", sort=False).std(ddof=1)
+    return df.reindex(normalize_plan(plan)["methods"]).rename_axis("method")
+
+
+def pareto_of(per_seed: pd.DataFrame, plan: Mapping) -> pd.DataFrame:
+    p = normalize_plan(plan)
+    mean, std = mean_over_seeds(per_seed, p), std_over_seeds(per_seed, p)
+    seeds = per_seed["Learning"].groupby(level="method", sort=False).count()
     df = pd.DataFrame({
         "Learning": mean["Learning"], "Learning_std": std["Learning"],
         "HeldOut_mean": mean["HeldOut_mean"], "HeldOut_mean_std": std["HeldOut_mean"],
