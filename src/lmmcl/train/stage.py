@@ -164,17 +164,18 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
     model, processor = build_tiny_llava(spec, seed=seed)
     trainable = recipes.apply(model, "full")
     n, metrics, tracked = 0, None, None
+    data_record = manifests.data_record(data)  # sha256 of each split, for the resume key and the manifest
     if data:
         n, metrics, tracked = _fit(
             model, processor, data, hparams, out_manifest.parent, tracking=tracking,
-            resume_key={"model": model_cfg, "hparams": hparams, "seed": seed, "data": manifests.data_record(data)},
+            resume_key={"model": model_cfg, "hparams": hparams, "seed": seed, "data": data_record},
             run={"experiment": experiment, "group": "base", "run_name": "base", "tags": {"stage": 0}})
     save_model_atomic(model, processor, out_manifest.parent / MODEL_DIR)
     written = manifests.write(out_manifest, {
         **fields, **manifests.local_checkpoint(), "tiny_spec": spec.__dict__, "seed": seed,
         "recipe": "full", "hyperparameters": hparams, "trainable": trainable,
         "config_hash": config_hash({"model": model_cfg, "hparams": hparams, "seed": seed}),
-        "data": manifests.data_record(data), "n_train_examples": n, "metrics": metrics, "tracking": tracked,
+        "data": data_record, "n_train_examples": n, "metrics": metrics, "tracking": tracked,
     })
     shutil.rmtree(out_manifest.parent / WORK_DIR, ignore_errors=True)
     return written
