@@ -62,19 +62,16 @@ def expand(sweep: dict) -> dict[str, dict]:
     clash = sorted(set(shared) & set(grid))
     if clash:
         raise ValueError(f"sweep: {clash} set both in sweep.method and sweep.grid; keep one")
-    methods = {}
-    for values in itertools.product(*grid.values()):
-        point = dict(zip(grid, values))
-        methods[method_name(point)] = {**shared, **point}
-    return methods
+    return {m: {**shared, **point} for m, point in grid_points(sweep).items()}
 
 
 def grid_points(sweep: dict | None) -> dict[str, dict]:
-    """{method name: its grid point} (what varies), for the report."""
+    """{method name: its grid point} (what varies), in grid order; {} without a sweep."""
     if not sweep:
         return {}
     grid = sweep["grid"]
-    return {method_name(dict(zip(grid, v))): dict(zip(grid, v)) for v in itertools.product(*grid.values())}
+    points = (dict(zip(grid, values)) for values in itertools.product(*grid.values()))
+    return {method_name(point): point for point in points}
 
 
 def pick_lrs(points: dict[str, dict], learning: dict[str, float], rule: dict) -> dict[str, str]:
@@ -91,15 +88,20 @@ def pick_lrs(points: dict[str, dict], learning: dict[str, float], rule: dict) ->
     return _lr_per_recipe(points, learning, float(rule["min_learning"]))
 
 
+def _groups(points: dict[str, dict], varying: tuple[str, ...]) -> list[list[str]]:
+    """The swept methods grouped by their grid point without the `varying` keys (in grid order)."""
+    groups: dict[tuple, list[str]] = {}
+    for m, point in points.items():
+        key = tuple(sorted((k, repr(v)) for k, v in point.items() if k not in varying))
+        groups.setdefault(key, []).append(m)
+    return list(groups.values())
+
+
 def _shared_lr(points, learning, reference: str) -> dict[str, str]:
     """Per group of grid points that differ only in recipe and lr: the lr of the reference recipe's
     highest Learning, picked for every recipe of the group."""
-    groups: dict[tuple, list[str]] = {}
-    for m, point in points.items():
-        key = tuple(sorted((k, repr(v)) for k, v in point.items() if k not in ("lr", "recipe")))
-        groups.setdefault(key, []).append(m)
     verdict = {m: "" for m in points}
-    for members in groups.values():
+    for members in _groups(points, varying=("lr", "recipe")):
         ref = [m for m in members if points[m].get("recipe") == reference and not math.isnan(learning.get(m, math.nan))]
         if not ref:
             if not any(points[m].get("recipe") == reference for m in members):
@@ -114,12 +116,8 @@ def _shared_lr(points, learning, reference: str) -> dict[str, str]:
 
 
 def _lr_per_recipe(points, learning, min_learning: float) -> dict[str, str]:
-    groups: dict[tuple, list[str]] = {}
-    for m, point in points.items():
-        key = tuple(sorted((k, repr(v)) for k, v in point.items() if k != "lr"))
-        groups.setdefault(key, []).append(m)
     verdict = {m: "" for m in points}
-    for members in groups.values():
+    for members in _groups(points, varying=("lr",)):
         members.sort(key=lambda m: float(points[m]["lr"]))
         finite = [m for m in members if not math.isnan(learning.get(m, math.nan))]
         if not finite:
