@@ -7,12 +7,18 @@ import os
 from pathlib import Path
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+def file_digests(path: str | os.PathLike, algorithms=("sha256",), chunk: int = 1 << 20) -> dict[str, str]:
+    """{algorithm: hex digest} of a file for every hashlib algorithm named, reading it once."""
+    hashes = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+            for h in hashes.values():
+                h.update(block)
+    return {name: h.hexdigest() for name, h in hashes.items()}
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    return file_digests(path, ("sha256",), chunk)["sha256"]
 
 
 def file_hashes(folder: str | os.PathLike, suffixes=(".safetensors", ".json")) -> dict:

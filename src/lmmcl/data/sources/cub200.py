@@ -25,6 +25,7 @@ import zlib
 from pathlib import Path
 
 from lmmcl.atomic import atomic_dir, atomic_path
+from lmmcl.hashing import file_digests
 from lmmcl.layout import DataLayout
 
 from .common import BadItem, Report, check_image, progress, take, write_dataset
@@ -99,16 +100,6 @@ def download(url: str, dest: Path, timeout: float = 60.0, md5: str | None = None
             raise ValueError(f"cub200: download from {url} has md5 {h.hexdigest()}, expected {md5}; "
                              "nothing was kept")
     return dest
-
-
-def _digests(path: Path) -> tuple[str, str]:
-    """(md5, sha256) of a file, read once."""
-    md5, sha = hashlib.md5(), hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            md5.update(block)
-            sha.update(block)
-    return md5.hexdigest(), sha.hexdigest()
 
 
 def _find_root(folder: Path) -> Path | None:
@@ -225,7 +216,8 @@ def convert(out_dir, *, seed: int = 0, limit: int | None = None, url: str = DEFA
             download(url, tar_path, md5=expected)  # checks the md5 while streaming, keeps nothing bad
     if not tar_path.exists():
         raise FileNotFoundError(f"cub200: tarball {tar_path} not found")
-    got_md5, digest = _digests(tar_path)
+    digests = file_digests(tar_path, ("md5", "sha256"))  # one read of a 1.1 GB tarball
+    got_md5, digest = digests["md5"], digests["sha256"]
     if expected and got_md5 != expected:  # a local tarball, or one downloaded before
         raise ValueError(f"cub200: tarball {tar_path} has md5 {got_md5}, expected {expected} (the official "
                          "CUB_200_2011.tgz); delete it and download it again, or set "
