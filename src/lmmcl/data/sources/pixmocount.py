@@ -39,6 +39,7 @@ from lmmcl.layout import DataLayout
 
 from .common import BadItem, Report, check_image, convert_rows, load_hub_split, source_revision, write_dataset
 from .flickr import FetchError, FlickrClient, credentials_from_env, http_url, photo_id_from_url
+from .hub import contract_record
 
 REPO = "allenai/pixmo-count"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -175,9 +176,9 @@ def convert(out_dir, *, seed: int = 0, limit: int | None = None, repo: str = REP
                 raise BadItem(str(e)) from None
             fetched[how] += 1
             kept_by[key] = rid
-            return {"id": rid, "image": data, "question": f"How many {label} are in this image?",
-                    "answer": answer_text(count, label, split), "task": "pixmocount",
-                    "label": label, "count": count, "image_sha256": sha}
+            return contract_record("pixmocount", rid, {
+                "question": f"How many {label} are in this image?", "answer": answer_text(count, label, split),
+                "label": label, "count": count, "image_sha256": sha}, data)
 
         ds = load_hub_split(repo, split, path=path, revision=revision, cache_dir=cache_dir)
         out[split] = convert_rows(ds, make_record, split=split, report=report, limit=limit, skip_id=row_id,
