@@ -98,10 +98,6 @@ def cmd_evaluate(a):
     standalone.set_hub_env(checkpoint, a.benchmarks, builtin_data)  # before any HF import
     from .evaluation.run import evaluate
 
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
     paths = evaluate(checkpoint, a.benchmarks, a.data_root, out_dir, limit=a.limit, device=a.device,
                      fail_on_empty=a.fail_on_empty, batch_size=a.batch_size,
                      clock_exact_hours=a.clock_exact_hours, builtin_data=builtin_data)
@@ -177,8 +173,18 @@ def _probe_args(s):
                    help="stage manifest.json files or checkpoint folders")
     s.add_argument("--n", type=int, default=32, help="first N samples of each parquet")
     s.add_argument("--device", default="cpu")
+    _numerics_args(s)
     s.add_argument("--out-json", required=True)
     s.add_argument("--out-png", required=True)
+
+
+def _numerics_args(s, threads=True):
+    """How this process computes on the CPU (lmmcl.numerics): set before torch is imported."""
+    s.add_argument("--numerics", choices=["portable", "native"], default=None,
+                   help="portable (default, or $LMMCL_NUMERICS): the same bits on every x86-64 CPU; native: "
+                        "torch's CPU defaults (faster on AVX-512, numbers depend on the CPU)")
+    if threads:
+        s.add_argument("--threads", type=int, help="torch threads of this process (part of the numbers: keep it fixed)")
 
 
 def _tracking_arg(s):
@@ -223,7 +229,7 @@ def _training_commands(sub):
     s.add_argument("--hparams", type=_json_arg, default={})
     s.add_argument("--data", nargs="*", help="parquet splits to pre-train on (tiny family)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int)
+    _numerics_args(s)
     s.add_argument("--out", required=True, help="manifest.json to write")
     _tracking_arg(s)
     s.set_defaults(func=cmd_build_base)
@@ -237,7 +243,7 @@ def _training_commands(sub):
     s.add_argument("--hparams", type=_json_arg, required=True)
     s.add_argument("--stage", type=int)
     s.add_argument("--task")
-    s.add_argument("--threads", type=int)
+    _numerics_args(s)
     s.add_argument("--method-spec", type=_json_arg, default=None,
                    help="training method and its keys as JSON (lmmcl.train.methods), default plain SFT")
     s.add_argument("--out", required=True, help="manifest.json to write")
@@ -251,7 +257,7 @@ def _training_commands(sub):
     s.add_argument("--previous", required=True, help="manifest.json of the previous (merged) model or the base")
     s.add_argument("--finetuned", required=True, help="manifest.json of the stage trained from it")
     s.add_argument("--alpha", type=float, required=True, help="weight of the previous model")
-    s.add_argument("--threads", type=int)
+    _numerics_args(s)
     s.add_argument("--out", required=True, help="manifest.json of the merged stage to write")
     s.add_argument("--checkpoint-format", choices=CHECKPOINT_FORMATS, default="delta")
     s.set_defaults(func=cmd_merge_stage)
@@ -260,6 +266,7 @@ def _training_commands(sub):
     s.add_argument("checkpoint", help="stage manifest.json, stage folder or checkpoint folder")
     s.add_argument("--out", required=True, help="folder to write (save_pretrained layout)")
     s.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    _numerics_args(s, threads=False)
     s.set_defaults(func=cmd_export)
 
 
@@ -281,7 +288,7 @@ def _evaluation_commands(sub):
                    help="run built-in benchmarks on local parquet in their lmms-eval columns (offline)")
     s.add_argument("--limit", type=int)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--threads", type=int)
+    _numerics_args(s)
     s.add_argument("--fail-on-empty", action="store_true",
                    help="error when every answer of a benchmark is empty (default: score 0 and warn)")
     s.set_defaults(func=cmd_evaluate)
@@ -327,6 +334,13 @@ def _report_commands(sub):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "numerics"):  # a command that computes: its numerics before torch loads
+            from . import numerics
+
+            try:
+                numerics.configure(args.numerics, getattr(args, "threads", None))
+            except RuntimeError as e:
+                raise ValueError(str(e)) from None
         args.func(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"lmmcl {args.cmd}: error: {e}", file=sys.stderr)

@@ -24,6 +24,7 @@ rule evaluate_base:
         LAYOUT.eval_files("{seed}", None, 0, None, BENCHMARKS),
     params:
         **EVAL_PARAMS,
+        **numerics_params("eval"),
         out_dir=out_dir_of(0),
     threads: RESOURCES["eval_threads"] * CPU_PROCS
     resources:
@@ -36,7 +37,7 @@ rule evaluate_base:
     shell:
         "{resources.launch} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {params.data_root} "
         "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} {params.clock} "
-        "{params.batch} --threads {resources.proc_threads} > {log} 2>&1"
+        "{params.batch} --numerics {params.numerics} --threads {params.threads} > {log} 2>&1"
 
 
 # A stage's evaluation: the base's rule on the stage's checkpoint.

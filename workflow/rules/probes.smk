@@ -19,6 +19,7 @@ rule probe_numbers:
         n=PROBES["num_samples"],
         max_new_tokens=PROBES["max_new_tokens"],
         device=config["evaluation"]["device"],
+        **numerics_params("eval"),
     threads: RESOURCES["eval_threads"]
     resources:
         gpu=RESOURCES["gpus"],
@@ -27,10 +28,10 @@ rule probe_numbers:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} lmmcl probe-numbers --base {input.base} --checkpoints {params.checkpoints} "
+        "lmmcl probe-numbers --base {input.base} --checkpoints {params.checkpoints} "
         "--target {input.target} --heldout {input.heldout} --n {params.n} "
         "--max-new-tokens {params.max_new_tokens} --device {params.device} "
-        "--out-json {output.json} --out-png {output.png} > {log} 2>&1"
+        "--numerics {params.numerics} --threads {params.threads} --out-json {output.json} --out-png {output.png} > {log} 2>&1"
 
 
 rule probe_layers:
@@ -46,6 +47,7 @@ rule probe_layers:
         checkpoints=lambda w: labelled(probe_checkpoints()),
         n=PROBES["num_samples"],
         device=config["evaluation"]["device"],
+        **numerics_params("eval"),
     threads: RESOURCES["eval_threads"]
     resources:
         gpu=RESOURCES["gpus"],
@@ -54,9 +56,9 @@ rule probe_layers:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} lmmcl probe-layers --base {input.base} --checkpoints {params.checkpoints} "
+        "lmmcl probe-layers --base {input.base} --checkpoints {params.checkpoints} "
         "--data {input.data} --n {params.n} --device {params.device} "
-        "--out-json {output.json} --out-png {output.png} > {log} 2>&1"
+        "--numerics {params.numerics} --threads {params.threads} --out-json {output.json} --out-png {output.png} > {log} 2>&1"
 
 
 rule probes:

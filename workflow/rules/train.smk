@@ -15,6 +15,7 @@ rule build_base:
         experiment=EXP,
         model=dumps(config["model"]),
         hparams=dumps(PLAN.base_training["hparams"]),
+        **numerics_params("base"),
     threads: RESOURCES["base_threads"]
     resources:
         gpu=RESOURCES["gpus"],
@@ -25,7 +26,8 @@ rule build_base:
         CONDA_ENV
     shell:
         "lmmcl build-base --experiment {params.experiment} --model {params.model:q} --hparams {params.hparams:q} "
-        "--data {input.data} --seed {wildcards.seed} --threads {threads} --tracking {resources.tracking:q} "
+        "--data {input.data} --seed {wildcards.seed} --numerics {params.numerics} --threads {params.threads} "
+        "--tracking {resources.tracking:q} "
         "--out {output} > {log} 2>&1"
 
 
@@ -51,6 +53,7 @@ rule train_stage:
         recipes=dumps(PLAN.extra_recipes),
         hparams=lambda w: dumps(PLAN.hparams(w.method, w.task, w.seed)),
         method_spec=lambda w: dumps(PLAN.method_spec(w.method)),
+        **numerics_params("train"),
     threads: RESOURCES["train_threads"] * CPU_PROCS
     resources:
         **PROCESS_RESOURCES,
@@ -66,7 +69,7 @@ rule train_stage:
         "{resources.launch} train-stage --parent {input.parent} --data {input.data} --method {wildcards.method} "
         "--recipe {params.recipe} --recipes {params.recipes:q} --hparams {params.hparams:q} "
         "--stage {wildcards.k} --task {wildcards.task} --method-spec {params.method_spec:q} "
-        "--threads {resources.proc_threads} {resources.deepspeed} --checkpoint-format {resources.ckpt_format} "
+        "--numerics {params.numerics} --threads {params.threads} {resources.deepspeed} --checkpoint-format {resources.ckpt_format} "
         "--tracking {resources.tracking:q} --out {output} > {log} 2>&1"
 
 
@@ -93,6 +96,7 @@ rule merge_stage:
         method=methods_regex(merged=True),
     params:
         alpha=lambda w: PLAN.method_spec(w.method)["alpha"],
+        **numerics_params("train"),
     threads: RESOURCES["train_threads"]
     resources:
         ckpt_format=CKPT_FORMAT,
@@ -102,4 +106,4 @@ rule merge_stage:
         CONDA_ENV
     shell:
         "lmmcl merge-stage --previous {input.previous} --finetuned {input.finetuned} "
-        "--alpha {params.alpha} --threads {threads} --checkpoint-format {resources.ckpt_format} --out {output} > {log} 2>&1"
+        "--alpha {params.alpha} --numerics {params.numerics} --threads {params.threads} --checkpoint-format {resources.ckpt_format} --out {output} > {log} 2>&1"

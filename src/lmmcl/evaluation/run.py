@@ -177,7 +177,10 @@ def _write_outputs(run: _Run, records: dict, samples: dict, out_dir: Path, timin
     """Per benchmark: ``<benchmark>.samples.jsonl`` first, then ``<benchmark>.json`` (atomically)."""
     from lmmcl.evaluation import model as lmmcl_model
 
+    from lmmcl import numerics
+
     gen_seconds = lmmcl_model.last_task_seconds()
+    numerics_record = numerics.record()
     paths = []
     for bench in run.benchmarks:
         rec = records[bench]
@@ -204,6 +207,7 @@ def _write_outputs(run: _Run, records: dict, samples: dict, out_dir: Path, timin
             "batch_size": run.batch_size,
             "clock_exact_hours": run.clock_exact_hours,
             "timing": timing,
+            "numerics": numerics_record,
         }
         paths.append(atomic_write_json(out_dir / eval_file_name(bench), record))
     return paths

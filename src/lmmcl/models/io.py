@@ -81,7 +81,9 @@ def load_weights(checkpoint: str, dtype="float32", **from_pretrained_kwargs):
     model = attach_method_layers(model, root)
     for folder in deltas:
         delta.apply(model, folder)
-    return model
+    from ..numerics import prepare_model
+
+    return prepare_model(model)  # portable numerics: eager attention, patch embeddings as products
 
 
 def load_processor(checkpoint: str, **kwargs):

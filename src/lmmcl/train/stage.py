@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import recipes
+from .. import numerics, recipes
 from ..hashing import config_hash
 from ..layout import MODEL_DIR
 from ..models.delta import Snapshot
@@ -84,6 +84,9 @@ def _fit(model, processor, data, hparams: dict, stage_dir: Path, *, resume_key: 
     from .trainer import fit
 
     dataset = load_training_data(data)
+    # the numerics mode and thread count change the numbers: a run killed under other ones restarts
+    rec = numerics.record()
+    resume_key = {**resume_key, "numerics": {"mode": rec["mode"], "threads": rec["threads"]}}
     metrics = fit(model, processor, dataset, hparams, stage_dir / WORK_DIR, resume_key=config_hash(resume_key),
                   hook=hook, deepspeed=deepspeed, tracking=tracking, run={"stage_dir": stage_dir, **run})
     return len(dataset), metrics, metrics.pop("tracking", None)
@@ -137,6 +140,7 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
         "metrics": metrics,
         # training curves (tensorboard/ event files etc.) next to model/, never in the checkpoint
         "tracking": tracked,
+        "numerics": numerics.record(),
         "versions": manifests.versions(),
     })
     shutil.rmtree(stage_dir / WORK_DIR, ignore_errors=True)  # in-stage checkpoints are done with
@@ -162,6 +166,7 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
     _set_threads(threads)
     spec = TinySpec.from_dict(model_cfg.get("tiny"))
     model, processor = build_tiny_llava(spec, seed=seed)
+    numerics.prepare_model(model)
     trainable = recipes.apply(model, "full")
     n, metrics, tracked = 0, None, None
     data_record = manifests.data_record(data)  # sha256 of each split, for the resume key and the manifest
@@ -176,6 +181,7 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
         "recipe": "full", "hyperparameters": hparams, "trainable": trainable,
         "config_hash": config_hash({"model": model_cfg, "hparams": hparams, "seed": seed}),
         "data": data_record, "n_train_examples": n, "metrics": metrics, "tracking": tracked,
+        "numerics": numerics.record(),
     })
     shutil.rmtree(out_manifest.parent / WORK_DIR, ignore_errors=True)
     return written
