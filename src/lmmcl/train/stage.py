@@ -118,9 +118,9 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     stage_dir = out_manifest.parent
     tracking = _setup_tracking(tracking)
     # parent (and its family), recipe and data rows, before the (possibly minutes-long) model load
+    check_deepspeed_launch(deepspeed, hparams, method_spec)
     parent_ckpt = check_stage_inputs(parent_manifest, data, recipe=recipe, extra_recipes=extra_recipes,
                                      method_spec=method_spec)
-    check_deepspeed_launch(deepspeed, hparams, method_spec)
     parent = read_manifest(parent_manifest)
     model, processor = load_model(parent_ckpt)
     # fingerprints of the parent: the stage checkpoint stores only the tensors that differ from it
