@@ -16,6 +16,9 @@ PYTEST_ARGS ?=
 # the CPU torch wheel (torch==2.13.0+cpu) is not on a local wheel path.
 PIP_ARGS ?=
 UPGRADE ?=
+# DeepSpeed installs from its sdist: build none of its C++/CUDA ops at install time (the CPU tests
+# JIT-build the one they use, the shared-memory comm op, on first use; docs/cluster.md).
+export DS_BUILD_OPS := 0
 # Nothing in the default run or the tests may reach a model/dataset hub.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PATH := $(BIN):$(PATH)

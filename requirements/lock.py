@@ -96,8 +96,11 @@ def check(python: str) -> int:
 
 
 def resolve_extra(python: str, requirements: Path) -> list[tuple[str, str]]:
-    """What installing `requirements` into that environment would add (pip's dry-run report).
+    """What installing `requirements` into that environment would add (pip's dry-run report);
+    nothing for a file without requirement lines (pip refuses an empty `-r`).
     --no-build-isolation: an sdist such as deepspeed's imports torch to report its metadata."""
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in requirements.read_text().splitlines()):
+        return []
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         subprocess.run([python, "-m", "pip", "install", "-q", "--dry-run", "--no-build-isolation",

@@ -150,18 +150,21 @@ def test_changing_one_stage_lr_reruns_it_and_downstream_only(first_run):
 
 
 def test_two_cpu_process_jobs_through_slurm(tmp_path):
-    """resources.processes: 2 on a CPU-only SLURM: the stage runs under torchrun and the
-    evaluations under accelerate launch inside one allocation of 2 CPUs; rank 0 writes."""
+    """resources.processes: 2 with resources.deepspeed: zero2 on a CPU-only SLURM: the stage runs
+    under torchrun as a DeepSpeed ZeRO-2 stage (DS_ACCELERATOR=cpu, gloo) and the evaluations
+    under accelerate launch, each inside one allocation of 2 CPUs; rank 0 writes."""
     wd = tmp_path / "mp"
     wd.mkdir()
     cfg = yaml.safe_load((ROOT / "tests/configs/micro.yaml").read_text())
-    cfg["resources"] = {"processes": 2}
+    cfg["resources"] = {"processes": 2, "deepspeed": "zero2"}
+    cfg["stages"]["defaults"]["batch_size"] = 4   # per process: the effective batch stays 8
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     out, elapsed = snakemake_slurm(wd, wd / "config.yaml", "run_mp.log")
     print(f"\nSLURM run with 2 CPU processes per job: {elapsed:.0f} s")
     jobs = jobs_of(out)
     assert_all_ran_on_slurm(wd, jobs)
-    assert "torchrun --standalone --nproc_per_node=2 -m lmmcl.cli train-stage" in out
+    assert "DS_ACCELERATOR=cpu OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 -m lmmcl.cli train-stage" in out
+    assert f"--deepspeed {ROOT / 'config/deepspeed/zero2.json'}" in out
     assert "accelerate launch --multi_gpu --main_process_port 0 --num_processes 2" in out
     multi = [v for (r, _), v in jobs.items() if r in ("train_stage", "evaluate_base", "evaluate_stage")]
     p = subprocess.run(["sacct", "-X", "-P", "-n", "-j", ",".join(multi), "--format=JobIdRaw,AllocCPUS"],
@@ -169,6 +172,9 @@ def test_two_cpu_process_jobs_through_slurm(tmp_path):
     assert {line.split("|")[1] for line in p.stdout.splitlines() if line.strip()} == {"2"}, p.stdout
     stage = wd / "results/micro/seed0/full/stage1_syn_count"
     m = json.loads((stage / "manifest.json").read_text())
-    assert m["metrics"]["examples_seen"] == 4 * 8 * 2          # 4 steps x batch 8 x 2 ranks
+    assert m["metrics"]["examples_seen"] == 4 * 4 * 2          # 4 steps x batch 4 x 2 ranks
+    assert m["metrics"]["distributed"] == {"world_size": 2, "backend": "gloo",
+                                           "deepspeed": {"zero_stage": 2, "accelerator": "cpu"}}
+    assert m["checkpoint_storage"]["format"] == "delta"
     assert len(list((stage / "tensorboard").iterdir())) == 1   # rank 0's curves only
     assert (wd / "results/micro/gallery/gallery.html").is_file()

@@ -3,7 +3,8 @@
 # start a real single-node SLURM with accounting, run the smoke config of the real pipeline through
 # `snakemake --profile profiles/slurm` and check it (tests/test_slurm_live.py: every job has a SLURM
 # job id known to sacct, the tables exist, one lr change reruns exactly that stage and what depends
-# on it) plus the sbatch resource mapping (tests/test_slurm_profile.py). The daemons are stopped by
+# on it; one run with 2 CPU processes per job trains its stage under DeepSpeed ZeRO-2 through torchrun)
+# plus the sbatch resource mapping (tests/test_slurm_profile.py). The daemons are stopped by
 # a trap whatever happens. Prints pytest's "N passed, N failed" line and the timings.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -145,6 +145,42 @@ class Plan:
             unknown = set(hp) - set(DEFAULT_HPARAMS)
             if unknown:
                 raise ConfigError(f"{where}: unknown hyperparameter(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_HPARAMS)}")
+        self._check_deepspeed()
+
+    @property
+    def world_size(self) -> int:
+        """Processes of a training job: one per GPU (resources.gpus), else resources.processes."""
+        res = self.cfg.get("resources") or {}
+        gpus = int(res.get("gpus", 0) or 0)
+        return gpus if gpus >= 1 else int(res.get("processes", 1) or 1)
+
+    def deepspeed_config(self):
+        """The JSON of resources.deepspeed (lmmcl.train.dsconfig.resolve), None without one."""
+        from .train import dsconfig
+
+        try:
+            return dsconfig.resolve((self.cfg.get("resources") or {}).get("deepspeed"))
+        except dsconfig.DeepSpeedConfigError as e:
+            raise ConfigError(str(e)) from None
+
+    def _check_deepspeed(self):
+        """resources.deepspeed against every stage it would train (batch keys, clipping,
+        precision, optimizer/scheduler blocks, ZeRO-3 and the method): refused before any job."""
+        from .train import dsconfig
+
+        path = self.deepspeed_config()
+        if path is None:
+            return
+        try:
+            ds = dsconfig.load(path)
+            for m in self.methods:
+                for s in self.stages(m):
+                    dsconfig.check(ds, self.hparams(m, s.task), world_size=self.world_size,
+                                   method=self.method_kind(m), name=str(path),
+                                   where=f"method {m!r}, stage {s.name} (its hyperparameters from stages/methods.{m}, "
+                                         f"processes from resources)")
+        except dsconfig.DeepSpeedConfigError as e:
+            raise ConfigError(str(e)) from None
 
     def _check_launch(self):
         """`tracking` (lmmcl.train.tracking) and `resources.processes` vs `resources.gpus`."""

@@ -38,6 +38,7 @@ RESOURCES = config["resources"]
 # on CPU (a gloo group). A job's `threads` cover all its processes: each process runs
 # `*_threads` threads (SLURM: --cpus-per-task = processes x threads).
 CPU_PROCS = RESOURCES["processes"] if RESOURCES["gpus"] == 0 else 1
+DEEPSPEED_JSON = checked(PLAN.deepspeed_config)  # resources.deepspeed, resolved (None: plain DDP)
 
 
 def numerics_params(kind):
@@ -64,11 +65,13 @@ PROCESS_RESOURCES = dict(gpu=RESOURCES["gpus"], processes=CPU_PROCS)
 # grad_accum), so Snakemake's params rerun trigger must not rerun finished jobs for it, and every
 # placeholder of a shell command stays a rule attribute (`snakemake --lint`).
 def train_launch(wildcards, threads):
-    """`lmmcl`, or torchrun with one process per GPU / resources.processes CPU processes (gloo)."""
+    """`lmmcl`, or torchrun with one process per GPU / resources.processes CPU processes (gloo).
+    DeepSpeed always runs under torchrun (it reads the launcher's RANK/WORLD_SIZE), on CPU with
+    its CPU accelerator (DS_ACCELERATOR=cpu: gloo without oneCCL)."""
     if RESOURCES["gpus"] >= 1:
         return f"torchrun --standalone --nproc_per_node={RESOURCES['gpus']} -m lmmcl.cli"
-    if CPU_PROCS > 1:
-        return (f"OMP_NUM_THREADS={RESOURCES['train_threads']} "
+    if CPU_PROCS > 1 or DEEPSPEED_JSON:
+        return (f"{'DS_ACCELERATOR=cpu ' if DEEPSPEED_JSON else ''}OMP_NUM_THREADS={RESOURCES['train_threads']} "
                 f"torchrun --standalone --nproc_per_node={CPU_PROCS} -m lmmcl.cli")
     return "lmmcl"
 
@@ -85,22 +88,13 @@ def eval_launch(wildcards, threads):
     return "lmmcl evaluate"
 
 
-def deepspeed_arg():
-    """`--deepspeed <json>` from resources.deepspeed: zero2 / zero3 (config/deepspeed/) or a path."""
-    ds = RESOURCES["deepspeed"]
-    if not ds:
-        return ""
-    path = Path(workflow.basedir).parent / "config" / "deepspeed" / f"{ds}.json" if ds in ("zero2", "zero3") else Path(ds)
-    if not path.is_file():
-        sys.exit(f"Config error: resources.deepspeed: {ds!r} is neither zero2, zero3 nor an existing JSON file")
-    return f"--deepspeed {path}"
-
-
 # Training curves (lmmcl.train.tracking): how the Trainer's integrations log each stage.
 from lmmcl.train.tracking import normalize as _tracking_spec
 
 TRACKING = dumps(_tracking_spec(config.get("tracking")))
-DEEPSPEED_ARG = deepspeed_arg()
+# resources.deepspeed as `--deepspeed <json>` (zero2 / zero3: config/deepspeed/, or a path); the
+# JSON was checked against every stage by the Plan (lmmcl.train.dsconfig)
+DEEPSPEED_ARG = f"--deepspeed {DEEPSPEED_JSON}" if DEEPSPEED_JSON else ""
 # storage only (the weights a stage loads are the same either way): not a param either
 CKPT_FORMAT = config["checkpoints"]["format"]
 

@@ -2,7 +2,7 @@
 # its `params`, so changing one stage's config reruns that stage and what depends on it only.
 
 
-# (base_data, train_launch, deepspeed_arg, TRACKING, CKPT_FORMAT: rules/common.smk)
+# (base_data, train_launch, DEEPSPEED_ARG, TRACKING, CKPT_FORMAT: rules/common.smk)
 
 
 rule build_base:

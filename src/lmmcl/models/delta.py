@@ -56,10 +56,12 @@ class Snapshot:
         self.digests = {k: _tensor_digest(v) for k, v in model.state_dict().items()}
         self.config = _config_key(model.config)
 
-    def changed(self, model) -> dict | None:
+    def changed(self, model, state_dict: dict | None = None) -> dict | None:
         """{name: tensor} of the tensors that differ from the parent, or None when the model's
-        structure (tensor names or config) is not the parent's, so a delta cannot describe it."""
-        sd = model.state_dict()
+        structure (tensor names or config) is not the parent's, so a delta cannot describe it.
+        `state_dict`: the model's weights when the model itself does not hold them whole (ZeRO-3
+        gathers them on rank 0; the model's own parameters are partitions there)."""
+        sd = model.state_dict() if state_dict is None else state_dict
         if set(sd) != set(self.digests) or _config_key(model.config) != self.config:
             return None
         return {k: v for k, v in sd.items() if _tensor_digest(v) != self.digests[k]}

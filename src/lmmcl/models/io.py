@@ -113,24 +113,26 @@ def attach_method_layers(model, checkpoint: str):
     return model
 
 
-def save_model_atomic(model, processor, out_dir: str | Path) -> Path:
-    """save_pretrained into a temp sibling folder, then swap it into place."""
+def save_model_atomic(model, processor, out_dir: str | Path, state_dict: dict | None = None) -> Path:
+    """save_pretrained into a temp sibling folder, then swap it into place (`state_dict`: the
+    weights to write instead of the model's own, e.g. gathered from ZeRO-3 partitions)."""
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         processor.save_pretrained(tmp)
     return Path(out_dir)
 
 
 def save_stage_checkpoint(model, processor, out_dir: str | Path, *, parent_manifest: str | Path,
-                          snapshot, fmt: str = "delta") -> dict:
+                          snapshot, fmt: str = "delta", state_dict: dict | None = None) -> dict:
     """A stage's checkpoint: only the tensors that differ from the parent (`fmt="delta"`, when
     the structure is the parent's) or a standalone `save_pretrained` folder (`fmt="full"`).
-    Returns {"format", "changed_tensors", "changed_bytes"} for the manifest."""
+    `state_dict`: the trained weights when the model does not hold them whole (ZeRO-3: gathered
+    on rank 0). Returns {"format", "changed_tensors", "changed_bytes"} for the manifest."""
     from . import delta
 
     if fmt not in delta.FORMATS:
         raise ValueError(f"checkpoint format {fmt!r}: allowed {list(delta.FORMATS)}")
-    changed = snapshot.changed(model) if snapshot is not None else None
+    changed = snapshot.changed(model, state_dict) if snapshot is not None else None
     info = {"format": "full", "changed_tensors": None, "changed_bytes": None}
     if changed is not None:
         info.update(changed_tensors=len(changed),
@@ -141,7 +143,7 @@ def save_stage_checkpoint(model, processor, out_dir: str | Path, *, parent_manif
         delta.save_delta(model, changed, out_dir, checkpoint_of(parent_manifest), local)
         info["format"] = "delta"
     else:
-        save_model_atomic(model, processor, out_dir)
+        save_model_atomic(model, processor, out_dir, state_dict=state_dict)
     return info
 
 

@@ -92,6 +92,24 @@ def _fit(model, processor, data, hparams: dict, stage_dir: Path, *, resume_key: 
     return len(dataset), metrics, metrics.pop("tracking", None)
 
 
+def check_deepspeed_launch(deepspeed: str | None, hparams: dict, method_spec: dict | None) -> None:
+    """`--deepspeed`: the JSON agrees with this stage (lmmcl.train.dsconfig, the check the workflow
+    ran before launching) and a launcher set the process group's variables: without RANK /
+    WORLD_SIZE DeepSpeed falls back to MPI discovery and fails on a missing mpi4py."""
+    from . import dsconfig
+    from .methods import DEFAULT_METHOD
+
+    if not deepspeed:
+        return
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise ValueError(f"--deepspeed {deepspeed}: no RANK/WORLD_SIZE in the environment; allowed: run under a "
+                         f"launcher, e.g. `DS_ACCELERATOR=cpu torchrun --nproc_per_node=2 -m lmmcl.cli train-stage ...` "
+                         f"(what the workflow runs with resources.deepspeed)")
+    dsconfig.check(dsconfig.load(deepspeed), complete(hparams), world_size=int(os.environ["WORLD_SIZE"]),
+                   method=(method_spec or {}).get("method", DEFAULT_METHOD), name=str(deepspeed),
+                   where="--hparams / --method-spec of this stage")
+
+
 def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_manifest: str | Path,
                 method: str, recipe: str, hparams: dict, extra_recipes: dict | None = None,
                 stage: int | None = None, task: str | None = None, threads: int | None = None,
@@ -103,6 +121,7 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     stage_dir = out_manifest.parent
     tracking = _setup_tracking(tracking)
     # parent (and its family), recipe and data rows, before the (possibly minutes-long) model load
+    check_deepspeed_launch(deepspeed, hparams, method_spec)
     parent_ckpt = check_stage_inputs(parent_manifest, data, recipe=recipe, extra_recipes=extra_recipes,
                                      method_spec=method_spec)
     parent = read_manifest(parent_manifest)
@@ -119,11 +138,15 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
                     "method_spec": hook.spec, "parent": parent.get("hashes") or parent.get("config_hash")},
         run={"experiment": parent.get("experiment"), "group": method, "run_name": run_name,
              "tags": {"method": method, "stage": stage, "task": task}})
-    model = hook.finalize(model)  # e.g. LoRA merge_and_unload: the checkpoint is a plain model
-    if not is_main_process():  # multi-GPU launch: rank 0 alone writes the checkpoint and manifest
+    from .trainer import WEIGHTS
+
+    # under ZeRO-3 the ranks hold partitions of the weights: fit() gathered them whole on rank 0
+    weights = metrics.pop(WEIGHTS, None)
+    if not is_main_process():  # multi-process launch: rank 0 alone writes the checkpoint and manifest
         return {}
+    model = hook.finalize(model)  # e.g. LoRA merge_and_unload: the checkpoint is a plain model
     storage = save_stage_checkpoint(model, processor, stage_dir / MODEL_DIR, parent_manifest=parent_manifest,
-                                    snapshot=snapshot, fmt=checkpoint_format)
+                                    snapshot=snapshot, fmt=checkpoint_format, state_dict=weights)
     written = manifests.write(out_manifest, {
         "kind": "stage", "experiment": parent.get("experiment"), "method": method, "stage": stage, "task": task,
         "family": parent.get("family"), "parent": str(Path(parent_manifest)), "parent_stage": parent.get("stage", 0),

@@ -48,9 +48,9 @@ class _MemoryLog(TrainerCallback):
         grads = [p.grad for p in params if p.grad is not None]
         opt_bytes = 0
         if optimizer is not None:
-            inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
-            for st in inner.state.values():
+            for st in inner_optimizer(optimizer).state.values():
                 opt_bytes += sum(v.numel() * v.element_size() for v in st.values() if torch.is_tensor(v))
+        # under DeepSpeed the gradients live in its ZeRO optimizer's buffers, not in p.grad (0 here)
         self.report = {
             "grad_tensors": len(grads),
             "grad_bytes": sum(g.numel() * g.element_size() for g in grads),
@@ -58,6 +58,18 @@ class _MemoryLog(TrainerCallback):
             "optimizer_state_bytes": opt_bytes,
             "cuda_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
         }
+
+
+def inner_optimizer(optimizer):
+    """The torch optimizer that holds the state: accelerate's wrapper and DeepSpeed's ZeRO
+    optimizer each keep the one they wrap as `.optimizer` (under ZeRO it steps this rank's
+    partition of the flattened fp32 weights only)."""
+    for _ in range(4):
+        inner = getattr(optimizer, "optimizer", None)
+        if inner is None:
+            break
+        optimizer = inner
+    return optimizer
 
 
 class _LogState(TrainerCallback):
@@ -112,7 +124,20 @@ class StageTrainer(Trainer):
             return super(StageTrainer, self).compute_loss(model, inputs, return_outputs=True,
                                                           num_items_in_batch=num_items_in_batch)
 
-        return self.hook.compute_loss(default_loss, model, inputs, return_outputs, num_items_in_batch)
+        return self.hook.compute_loss(default_loss, model, inputs, return_outputs, self._hook_items(num_items_in_batch))
+
+    def _hook_items(self, num_items_in_batch):
+        """The count a hook divides its own summed loss terms by, so that they scale like the
+        Trainer's cross-entropy. With several processes `num_items_in_batch` counts the answer
+        tokens of all of them, and `Trainer.compute_loss` multiplies its loss by the process count
+        before DDP/DeepSpeed average the gradients (transformers/trainer.py, `compute_loss`,
+        `average_tokens_across_devices`); a term divided by the global count alone would weigh
+        1/processes of what it weighs in one process (LwF's KL did, before this)."""
+        if (num_items_in_batch is None or not self.args.average_tokens_across_devices
+                or not (self.model_accepts_loss_kwargs or self.compute_loss_func)):
+            return num_items_in_batch
+        scale = self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1 else self.args.n_gpu
+        return num_items_in_batch / scale if scale > 1 else num_items_in_batch
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Reload an in-stage checkpoint through `from_pretrained`.
@@ -332,8 +357,58 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     finally:
         tracking_mod.finish_runs(tracking)  # one run per stage, also when stages share a process
         restore_env()
-    return {**run_metrics(out, args, log.losses, time.time() - t0, resume), "memory": mem.report or None,
-            "tracking": tracking_mod.manifest_record(tracking, stage_dir, env, run_name, args.logging_steps) if main else None}
+    seconds = time.time() - t0
+    return {**run_metrics(out, args, log.losses, seconds, resume), "memory": _memory_record(mem.report, seconds),
+            "distributed": distributed_record(trainer),
+            "tracking": tracking_mod.manifest_record(tracking, stage_dir, env, run_name, args.logging_steps) if main else None,
+            WEIGHTS: gathered_weights(trainer)}
+
+
+# fit()'s result key of the trained weights gathered on rank 0 under ZeRO-3 (None otherwise: the
+# model holds whole weights); the caller pops it before the metrics go into the manifest
+WEIGHTS = "_gathered_state_dict"
+
+
+def gathered_weights(trainer) -> dict | None:
+    """Under ZeRO-3 each rank holds a partition of every weight: gather them, one layer at a time,
+    into whole CPU tensors on rank 0 (accelerate's `get_state_dict`, DeepSpeed's
+    `_zero3_consolidated_16bit_state_dict`; every rank must call it). None without ZeRO-3."""
+    if not (trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3):
+        return None
+    return trainer.accelerator.get_state_dict(trainer.model_wrapped) or None
+
+
+def distributed_record(trainer) -> dict:
+    """How the stage ran: processes, their process group's backend, DeepSpeed's ZeRO stage and
+    accelerator (`cpu` with DS_ACCELERATOR=cpu) when it ran under DeepSpeed."""
+    import torch.distributed as dist
+
+    rec = {"world_size": trainer.args.world_size,
+           "backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None,
+           "deepspeed": None}
+    if trainer.is_deepspeed_enabled:
+        from deepspeed.accelerator import get_accelerator
+
+        rec["deepspeed"] = {"zero_stage": trainer.accelerator.state.deepspeed_plugin.zero_stage,
+                            "accelerator": get_accelerator().device_name()}
+    return rec
+
+
+def _memory_record(report: dict, seconds: float) -> dict | None:
+    """This process's memory report (at the first optimizer step) plus its peak RSS, and with
+    several processes every rank's (`per_rank`, rank order): ZeRO partitions the optimizer state,
+    so the ranks differ from DDP's and from each other."""
+    import resource
+
+    import torch.distributed as dist
+
+    mine = {**(report or {}), "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "train_seconds": round(seconds, 2)}
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return mine if report else None
+    ranks = [None] * dist.get_world_size()
+    dist.all_gather_object(ranks, mine)
+    return {**mine, "per_rank": ranks}
 
 
 def ordered_examples(dataset, hp: dict):
