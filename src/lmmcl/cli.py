@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import timing
 from .models.delta import FORMATS as CHECKPOINT_FORMATS  # stdlib-only module: --help stays fast
 
 
@@ -36,7 +37,8 @@ def cmd_convert(a):
 
 
 def cmd_build_base(a):
-    from .train.stage import build_base
+    with timing.phase("imports"):
+        from .train.stage import build_base
 
     m = build_base(model_cfg=a.model, experiment=a.experiment, out_manifest=a.out, data=a.data or [],
                    hparams=a.hparams, seed=a.seed, threads=a.threads, tracking=a.tracking)
@@ -44,7 +46,8 @@ def cmd_build_base(a):
 
 
 def cmd_train_stage(a):
-    from .train.stage import train_stage
+    with timing.phase("imports"):
+        from .train.stage import train_stage
 
     m = train_stage(parent_manifest=a.parent, data=a.data, out_manifest=a.out, method=a.method,
                     recipe=a.recipe, hparams=a.hparams, extra_recipes=a.recipes, stage=a.stage,
@@ -332,13 +335,15 @@ def _report_commands(sub):
     s.set_defaults(func=cmd_recipes)
 
 def main(argv=None):
+    timing.mark_startup()
     args = build_parser().parse_args(argv)
     try:
         if hasattr(args, "numerics"):  # a command that computes: its numerics before torch loads
             from . import numerics
 
             try:
-                numerics.configure(args.numerics, getattr(args, "threads", None))
+                with timing.phase("configure"):  # imports torch
+                    numerics.configure(args.numerics, getattr(args, "threads", None))
             except RuntimeError as e:
                 raise ValueError(str(e)) from None
         args.func(args)

@@ -145,8 +145,12 @@ def _run_lmms_eval(run: _Run, out_dir: Path, t0: float):
             for f in sorted(p for p in side.rglob("*") if p.is_file()):
                 with atomic_path(out_dir / "lmms_eval_files" / f.name) as dst:  # bytes as written
                     shutil.copyfile(f, dst)
-    timing = {"total": round(t_done - t0, 3), "import": round(t_run - t_import, 3),
-              "simple_evaluate": round(t_done - t_run, 3)}
+    from lmmcl import timing as process_timing
+    from lmmcl.evaluation import model as lmmcl_model
+
+    timing = {**process_timing.record(), "total": round(t_done - t0, 3), "import": round(t_run - t_import, 3),
+              "simple_evaluate": round(t_done - t_run, 3),
+              "generation": round(sum(lmmcl_model.last_task_seconds().values()), 3)}
     return results, task_of, timing
 
 

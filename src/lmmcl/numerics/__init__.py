@@ -14,14 +14,15 @@ docs/reproducibility.md. What it fixes, each measured to change the last bits on
 but the numbers depend on the CPU. GPUs are not affected either way.
 
 `configure()` must run before torch is imported (the CLI calls it first thing), because ATen and
-oneMKL read their settings once; `LMMCL_NUMERICS` carries the mode to processes a launcher
-(torchrun, accelerate) starts.
+oneMKL read their settings once (after that, a process keeps torch's defaults and records
+"native"); `LMMCL_NUMERICS` carries the mode to processes a launcher (torchrun, accelerate) starts.
 """
 from __future__ import annotations
 
 import os
 import platform
 import sys
+import warnings
 
 MODES = ("portable", "native")
 ENV = "LMMCL_NUMERICS"
@@ -58,11 +59,16 @@ def configure(mode: str | None = None, threads: int | None = None) -> str:
     torch's thread count; returns the mode. Call before importing torch."""
     global _active
     mode = check_mode(mode or os.environ.get(ENV) or DEFAULT)
-    os.environ[ENV] = mode  # for processes a launcher starts from this one
+    fresh = "torch" not in sys.modules
+    if mode == "portable" and not fresh and _active != "portable":
+        # ATen and oneMKL have read their settings already: half-portable numbers would be
+        # neither; this process keeps torch's defaults and says so (record() shows "native")
+        warnings.warn("numerics: torch was imported before lmmcl.numerics.configure('portable'); this process "
+                      "computes with torch's CPU defaults (numerics: native)", stacklevel=2)
+        mode = "native"
+    if fresh:
+        os.environ[ENV] = mode  # for processes a launcher (torchrun, accelerate) starts from this one
     if mode == "portable":
-        if "torch" in sys.modules and _active != "portable":
-            raise RuntimeError("numerics.configure('portable') must run before torch is imported "
-                               "(ATen and oneMKL read their settings once)")
         if _is_x86() and {"avx2", "fma"} <= _cpu_flags():
             os.environ["ATEN_CPU_CAPABILITY"] = ATEN_CAPABILITY
         os.environ.update(_ENV_PINS)

@@ -103,21 +103,33 @@ def isa_name() -> str:
     return {v: k for k, v in ISAS.items()}[isa()]
 
 
-def bmm(a, b, out=None):
-    """out[t] = a[t] @ b[t] for 3-D CPU tensors a [T, M, K], b [T, K, N] of float32 or float64
-    (any strides); a new contiguous [T, M, N] tensor unless `out` (contiguous, that shape) is given."""
+def bmm(a, b, *, threads: int | None = None, path: str | None = None):
+    """a[t] @ b[t] for 3-D CPU tensors a [T, M, K], b [T, K, N] of float32 or float64 (any
+    strides) as a new contiguous [T, M, N] tensor. `threads` (default torch's) and `path`
+    (default `isa()`; generic | avx2 | avx512, capped to the CPU's) never change the result."""
     import torch
 
     T, M, K = a.shape
+    if b.dim() != 3 or b.shape[0] != T or b.shape[1] != K:
+        raise ValueError(f"numerics: cannot multiply {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.dtype != b.dtype or a.device.type != "cpu" or b.device.type != "cpu":
+        raise TypeError(f"numerics: both operands must be CPU tensors of one dtype, got {a.dtype} on {a.device} "
+                        f"and {b.dtype} on {b.device}")
     N = b.shape[2]
-    if out is None:
-        out = torch.empty((T, M, N), dtype=a.dtype, device=a.device)
-    threads = max(1, torch.get_num_threads())
+    out = torch.empty((T, M, N), dtype=a.dtype, device=a.device)
+    threads = max(1, int(threads or torch.get_num_threads()))
     args = [T, M, N, K, a.data_ptr(), a.stride(0), a.stride(1), a.stride(2),
             b.data_ptr(), b.stride(0), b.stride(1), b.stride(2), out.data_ptr(), out.stride(0), out.stride(1), threads]
     if a.dtype == torch.float32:
-        if library().lmmcl_sgemm(*args, isa()) != 0:
+        code = isa() if path is None else min(library().lmmcl_gemm_best_isa(), ISAS[path])
+        if library().lmmcl_sgemm(*args, code) != 0:
             raise MemoryError(f"numerics: out of memory packing a [{T}, {M}, {K}] @ [{T}, {K}, {N}] product")
-    else:
+    elif a.dtype == torch.float64:
         library().lmmcl_dgemm(*args)
+    else:
+        raise TypeError(f"numerics: the kernel multiplies float32 or float64, not {a.dtype}")
     return out
+
+
+def best_isa_name() -> str:
+    return {v: k for k, v in ISAS.items()}[library().lmmcl_gemm_best_isa()]

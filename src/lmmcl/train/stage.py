@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import numerics, recipes
+from .. import numerics, recipes, timing
 from ..hashing import config_hash
 from ..layout import MODEL_DIR
 from ..models.delta import Snapshot
@@ -87,8 +87,9 @@ def _fit(model, processor, data, hparams: dict, stage_dir: Path, *, resume_key: 
     # the numerics mode and thread count change the numbers: a run killed under other ones restarts
     rec = numerics.record()
     resume_key = {**resume_key, "numerics": {"mode": rec["mode"], "threads": rec["threads"]}}
-    metrics = fit(model, processor, dataset, hparams, stage_dir / WORK_DIR, resume_key=config_hash(resume_key),
-                  hook=hook, deepspeed=deepspeed, tracking=tracking, run={"stage_dir": stage_dir, **run})
+    with timing.phase("train"):
+        metrics = fit(model, processor, dataset, hparams, stage_dir / WORK_DIR, resume_key=config_hash(resume_key),
+                      hook=hook, deepspeed=deepspeed, tracking=tracking, run={"stage_dir": stage_dir, **run})
     return len(dataset), metrics, metrics.pop("tracking", None)
 
 
@@ -125,11 +126,12 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     parent_ckpt = check_stage_inputs(parent_manifest, data, recipe=recipe, extra_recipes=extra_recipes,
                                      method_spec=method_spec)
     parent = read_manifest(parent_manifest)
-    model, processor = load_model(parent_ckpt)
-    # fingerprints of the parent: the stage checkpoint stores only the tensors that differ from it
-    snapshot = Snapshot(model) if checkpoint_format == "delta" and is_main_process() else None
-    hook, model, trainable = _setup_method(model, recipe, hparams, extra_recipes, method_spec,
-                                           parent_manifest=parent_manifest, stage=stage, task=task)
+    with timing.phase("load"):
+        model, processor = load_model(parent_ckpt)
+        # fingerprints of the parent: the stage checkpoint stores only the tensors that differ from it
+        snapshot = Snapshot(model) if checkpoint_format == "delta" and is_main_process() else None
+        hook, model, trainable = _setup_method(model, recipe, hparams, extra_recipes, method_spec,
+                                               parent_manifest=parent_manifest, stage=stage, task=task)
     data_record = manifests.data_record(data)
     run_name = f"{method}/stage{stage}_{task}" if stage is not None and task else f"{method}/{stage_dir.name}"
     n, metrics, tracked = _fit(
@@ -145,8 +147,9 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     if not is_main_process():  # multi-process launch: rank 0 alone writes the checkpoint and manifest
         return {}
     model = hook.finalize(model)  # e.g. LoRA merge_and_unload: the checkpoint is a plain model
-    storage = save_stage_checkpoint(model, processor, stage_dir / MODEL_DIR, parent_manifest=parent_manifest,
-                                    snapshot=snapshot, fmt=checkpoint_format, state_dict=weights)
+    with timing.phase("save"):
+        storage = save_stage_checkpoint(model, processor, stage_dir / MODEL_DIR, parent_manifest=parent_manifest,
+                                        snapshot=snapshot, fmt=checkpoint_format, state_dict=weights)
     written = manifests.write(out_manifest, {
         "kind": "stage", "experiment": parent.get("experiment"), "method": method, "stage": stage, "task": task,
         "family": parent.get("family"), "parent": str(Path(parent_manifest)), "parent_stage": parent.get("stage", 0),
@@ -164,6 +167,7 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
         # training curves (tensorboard/ event files etc.) next to model/, never in the checkpoint
         "tracking": tracked,
         "numerics": numerics.record(),
+        "timing": timing.record(),
         "versions": manifests.versions(),
     })
     shutil.rmtree(stage_dir / WORK_DIR, ignore_errors=True)  # in-stage checkpoints are done with
@@ -188,8 +192,9 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
         check_data(data)  # every row, before building and pre-training the base
     _set_threads(threads)
     spec = TinySpec.from_dict(model_cfg.get("tiny"))
-    model, processor = build_tiny_llava(spec, seed=seed)
-    numerics.prepare_model(model)
+    with timing.phase("load"):
+        model, processor = build_tiny_llava(spec, seed=seed)
+        numerics.prepare_model(model)
     trainable = recipes.apply(model, "full")
     n, metrics, tracked = 0, None, None
     data_record = manifests.data_record(data)  # sha256 of each split, for the resume key and the manifest
@@ -198,13 +203,14 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
             model, processor, data, hparams, out_manifest.parent, tracking=tracking,
             resume_key={"model": model_cfg, "hparams": hparams, "seed": seed, "data": data_record},
             run={"experiment": experiment, "group": "base", "run_name": "base", "tags": {"stage": 0}})
-    save_model_atomic(model, processor, out_manifest.parent / MODEL_DIR)
+    with timing.phase("save"):
+        save_model_atomic(model, processor, out_manifest.parent / MODEL_DIR)
     written = manifests.write(out_manifest, {
         **fields, **manifests.local_checkpoint(), "tiny_spec": spec.__dict__, "seed": seed,
         "recipe": "full", "hyperparameters": hparams, "trainable": trainable,
         "config_hash": config_hash({"model": model_cfg, "hparams": hparams, "seed": seed}),
         "data": data_record, "n_train_examples": n, "metrics": metrics, "tracking": tracked,
-        "numerics": numerics.record(),
+        "numerics": numerics.record(), "timing": timing.record(),
     })
     shutil.rmtree(out_manifest.parent / WORK_DIR, ignore_errors=True)
     return written
