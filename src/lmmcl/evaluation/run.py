@@ -54,6 +54,24 @@ def _checkpoint_arg(checkpoint: str) -> str:
     return ckpt
 
 
+def _defer_import(name: str) -> None:
+    """Make `import name` lazy: the module runs on its first attribute access (importlib's
+    LazyLoader). lmms-eval imports Hugging Face `evaluate` at start-up (~2 s with its own
+    imports) for `get_metric(..., hf_evaluate_metric=True)` alone, which no task of ours uses."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
 def _rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
 
@@ -117,6 +135,7 @@ def _run_lmms_eval(run: _Run, out_dir: Path, t0: float):
         hub_builtins = [b for b in run.benchmarks if taskgen.is_builtin(reg[b]) and b not in run.builtin_data]
 
         t_import = time.perf_counter()
+        _defer_import("evaluate")
         from lmms_eval import evaluator
         from lmms_eval.tasks import TaskManager
 

@@ -2,21 +2,24 @@
  *
  * Every output element C[i][j] is ONE fused multiply-add chain over k = 0, 1, ..., K-1 in that
  * order, starting from +0: c = fma(A[i][k], B[k][j], c). IEEE 754 defines fma exactly (one
- * rounding), so that chain has one result whatever computes it. The kernels below differ only
- * in how many (i, j) chains they advance at once (AVX-512: 8 x 32, AVX2: 6 x 16, generic C:
- * the compiler's choice) and in which thread owns a block of rows; neither changes any chain.
- * Hence: bit-identical results across AVX-512, AVX2 and plain C paths, across thread counts and
- * across CPU vendors, unlike vendor BLAS libraries, which pick blockings and summation orders
- * per CPU model.
+ * rounding), so that chain has one result whatever computes it. The code paths below differ only
+ * in how many (i, j) chains they advance at once (AVX-512: 8 rows x 32 or 16 columns, AVX2: 6 x 16
+ * or 8, plain C: one), in which thread owns a block of rows, and in where a chain pauses: a long
+ * chain is run in pieces of KC steps, its float32 partial sum stored in C and reloaded, which
+ * continues the same chain exactly. None of this changes any chain: the same bits on the AVX-512,
+ * AVX2 and plain C paths, for any thread count and on any CPU vendor, unlike vendor BLAS
+ * libraries, which choose blockings and summation orders per CPU model.
  *
- * Layout: A[b][i][k] = a[b*sab + i*sa0 + k*sa1] (any strides), likewise B; C is written with
- * row stride ldc and batch stride scb.
+ * Layout: A[t][i][k] = a[t*sab + i*sa0 + k*sa1] (any strides), likewise B; C is written with
+ * row stride ldc and batch stride scb. B is first copied (no arithmetic) into panels of NR
+ * columns, each a contiguous block; A is read in place when its rows or its columns are
+ * contiguous, else copied into column-major blocks of MR rows.
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
 #include <immintrin.h>
 #define LMMCL_X86 1
 #endif
@@ -24,6 +27,7 @@
 typedef int64_t i64;
 
 enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+enum { KC = 256, GROUP = 8 }; /* chain piece length; row blocks sharing a B piece while in cache */
 
 int lmmcl_gemm_best_isa(void) {
 #ifdef LMMCL_X86
@@ -34,95 +38,97 @@ int lmmcl_gemm_best_isa(void) {
   return ISA_GENERIC;
 }
 
-static void block_shape(int isa, int* mr, int* nr) {
-  *mr = isa == ISA_AVX512 ? 8 : 6;
-  *nr = isa == ISA_AVX512 ? 32 : 16;
-}
+/* One tile: rows x cols of C from K steps of packed A (Ap[k*MR + r]) and a packed B panel
+ * (Bp[k*W + j], W its width); acc: continue the chains from C's values instead of +0. */
+typedef void (*tile_fn)(i64 K, const float* Ap, i64 ld, const float* Bp, float* C, i64 ldc, int rows, int cols, int acc);
 
-/* ---- packing: pure copies (zero padded), no arithmetic -------------------------------------- */
-static void pack_a(const float* a, i64 sa0, i64 sa1, i64 K, int rows, int MR, float* dst) {
-  for (i64 k = 0; k < K; ++k)
-    for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? a[r * sa0 + k * sa1] : 0.f;
-}
-static void pack_b(const float* b, i64 sb0, i64 sb1, i64 K, int cols, int NR, float* dst) {
-  for (int j = 0; j < NR; ++j) {
-    if (j < cols) {
-      const float* src = b + j * sb1;
-      for (i64 k = 0; k < K; ++k) dst[k * NR + j] = src[k * sb0];
-    } else {
-      for (i64 k = 0; k < K; ++k) dst[k * NR + j] = 0.f;
+static void tile_generic(i64 K, const float* Ap, i64 ra, i64 ka, const float* Bp, float* C, i64 ldc, int rows,
+                         int cols, int acc, int W) {
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < cols; ++j) {
+      float s = acc ? C[r * ldc + j] : 0.f;
+      for (i64 k = 0; k < K; ++k) s = fmaf(Ap[r * ra + k * ka], Bp[k * W + j], s);
+      C[r * ldc + j] = s;
     }
-  }
-}
-
-/* ---- micro-kernels: C block (rows x cols of an MR x NR tile) = packed A block @ packed B panel */
-static void kern_generic(i64 K, const float* A, const float* B, float* C, i64 ldc, int rows, int cols,
-                         int MR, int NR) {
-  float acc[8][32];
-  for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < NR; ++j) acc[r][j] = 0.f;
-  for (i64 k = 0; k < K; ++k)
-    for (int r = 0; r < MR; ++r) {
-      const float av = A[k * MR + r];
-      for (int j = 0; j < NR; ++j) acc[r][j] = fmaf(av, B[k * NR + j], acc[r][j]);
-    }
-  for (int r = 0; r < rows; ++r) memcpy(C + r * ldc, acc[r], (size_t)cols * sizeof(float));
 }
 
 #ifdef LMMCL_X86
-__attribute__((target("avx2,fma")))
-static void kern_avx2(i64 K, const float* A, const float* B, float* C, i64 ldc, int rows, int cols) {
-  __m256 c[6][2];
-  for (int r = 0; r < 6; ++r) { c[r][0] = _mm256_setzero_ps(); c[r][1] = _mm256_setzero_ps(); }
-  for (i64 k = 0; k < K; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(B + k * 16), b1 = _mm256_loadu_ps(B + k * 16 + 8);
-    const float* a = A + k * 6;
-    _Pragma("GCC unroll 6") for (int r = 0; r < 6; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a + r);
-      c[r][0] = _mm256_fmadd_ps(av, b0, c[r][0]);
-      c[r][1] = _mm256_fmadd_ps(av, b1, c[r][1]);
-    }
-  }
-  float tmp[16];
-  for (int r = 0; r < rows; ++r) {
-    _mm256_storeu_ps(tmp, c[r][0]);
-    _mm256_storeu_ps(tmp + 8, c[r][1]);
-    memcpy(C + r * ldc, tmp, (size_t)cols * sizeof(float));
-  }
-}
+#define UNROLL _Pragma("GCC unroll 8")
 
-__attribute__((target("avx512f")))
-static void kern_avx512(i64 K, const float* A, const float* B, float* C, i64 ldc, int rows, int cols) {
-  __m512 c[8][2];
-  for (int r = 0; r < 8; ++r) { c[r][0] = _mm512_setzero_ps(); c[r][1] = _mm512_setzero_ps(); }
-  for (i64 k = 0; k < K; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(B + k * 32), b1 = _mm512_loadu_ps(B + k * 32 + 16);
-    const float* a = A + k * 8;
-    _Pragma("GCC unroll 8") for (int r = 0; r < 8; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r]);
-      c[r][0] = _mm512_fmadd_ps(av, b0, c[r][0]);
-      c[r][1] = _mm512_fmadd_ps(av, b1, c[r][1]);
-    }
+/* AVX-512: R rows (compile-time, unrolled) x V vectors of 16 columns (V = 2: width 32, 1: 16) */
+#define TILE512(R, V, L, AIDX)                                                                         \
+  __attribute__((target("avx512f"))) static void t512_##L##R##_##V(                                  \
+      i64 K, const float* Ap, i64 ld, const float* Bp, float* C, i64 ldc, int rows, int cols, int acc) { \
+    (void)rows;                                                                                        \
+    __mmask16 m[2];                                                                                    \
+    m[0] = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1u);                                       \
+    m[1] = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1u) : 0;                \
+    __m512 c[R][V];                                                                                    \
+    UNROLL for (int r = 0; r < R; ++r) UNROLL for (int v = 0; v < V; ++v)                              \
+        c[r][v] = acc ? _mm512_maskz_loadu_ps(m[v], C + r * ldc + 16 * v) : _mm512_setzero_ps();      \
+    for (i64 k = 0; k < K; ++k) {                                                                      \
+      __m512 bv[V];                                                                                    \
+      UNROLL for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(Bp + k * 16 * V + 16 * v);            \
+      UNROLL for (int r = 0; r < R; ++r) {                                                             \
+        const __m512 av = _mm512_set1_ps(Ap[AIDX]);                                                     \
+        UNROLL for (int v = 0; v < V; ++v) c[r][v] = _mm512_fmadd_ps(av, bv[v], c[r][v]);              \
+      }                                                                                                \
+    }                                                                                                  \
+    UNROLL for (int r = 0; r < R; ++r) UNROLL for (int v = 0; v < V; ++v)                              \
+        _mm512_mask_storeu_ps(C + r * ldc + 16 * v, m[v], c[r][v]);                                    \
   }
-  float tmp[32];
-  for (int r = 0; r < rows; ++r) {
-    _mm512_storeu_ps(tmp, c[r][0]);
-    _mm512_storeu_ps(tmp + 16, c[r][1]);
-    memcpy(C + r * ldc, tmp, (size_t)cols * sizeof(float));
+#define ROWIDX r * ld + k /* A row-major in place: (r, k) at r*ld + k */
+#define COLIDX k * ld + r /* A column-major (transposed, or packed): (r, k) at k*ld + r */
+#define TILES512(V, L, I) TILE512(1, V, L, I) TILE512(2, V, L, I) TILE512(3, V, L, I) TILE512(4, V, L, I) \
+                          TILE512(5, V, L, I) TILE512(6, V, L, I) TILE512(7, V, L, I) TILE512(8, V, L, I)
+TILES512(1, r, ROWIDX)
+TILES512(2, r, ROWIDX)
+TILES512(1, c, COLIDX)
+TILES512(2, c, COLIDX)
+static const tile_fn T512[2][3][9] = {
+    {{0}, {0, t512_r1_1, t512_r2_1, t512_r3_1, t512_r4_1, t512_r5_1, t512_r6_1, t512_r7_1, t512_r8_1},
+     {0, t512_r1_2, t512_r2_2, t512_r3_2, t512_r4_2, t512_r5_2, t512_r6_2, t512_r7_2, t512_r8_2}},
+    {{0}, {0, t512_c1_1, t512_c2_1, t512_c3_1, t512_c4_1, t512_c5_1, t512_c6_1, t512_c7_1, t512_c8_1},
+     {0, t512_c1_2, t512_c2_2, t512_c3_2, t512_c4_2, t512_c5_2, t512_c6_2, t512_c7_2, t512_c8_2}}};
+
+/* AVX2 + FMA: R rows x V vectors of 8 columns (V = 2: width 16, 1: 8) */
+#define TILE256(R, V, L, AIDX)                                                                         \
+  __attribute__((target("avx2,fma"))) static void t256_##L##R##_##V(                                 \
+      i64 K, const float* Ap, i64 ld, const float* Bp, float* C, i64 ldc, int rows, int cols, int acc) { \
+    (void)rows;                                                                                        \
+    int32_t lane[16];                                                                                  \
+    for (int j = 0; j < 16; ++j) lane[j] = j < cols ? -1 : 0;                                          \
+    __m256i m[2];                                                                                      \
+    m[0] = _mm256_loadu_si256((const __m256i*)lane);                                                   \
+    m[1] = _mm256_loadu_si256((const __m256i*)(lane + 8));                                             \
+    __m256 c[R][V];                                                                                    \
+    UNROLL for (int r = 0; r < R; ++r) UNROLL for (int v = 0; v < V; ++v)                              \
+        c[r][v] = acc ? _mm256_maskload_ps(C + r * ldc + 8 * v, m[v]) : _mm256_setzero_ps();          \
+    for (i64 k = 0; k < K; ++k) {                                                                      \
+      __m256 bv[V];                                                                                    \
+      UNROLL for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(Bp + k * 8 * V + 8 * v);              \
+      UNROLL for (int r = 0; r < R; ++r) {                                                             \
+        const __m256 av = _mm256_broadcast_ss(Ap + (AIDX));                                             \
+        UNROLL for (int v = 0; v < V; ++v) c[r][v] = _mm256_fmadd_ps(av, bv[v], c[r][v]);              \
+      }                                                                                                \
+    }                                                                                                  \
+    UNROLL for (int r = 0; r < R; ++r) UNROLL for (int v = 0; v < V; ++v)                              \
+        _mm256_maskstore_ps(C + r * ldc + 8 * v, m[v], c[r][v]);                                       \
   }
-}
+#define TILES256(V, L, I) TILE256(1, V, L, I) TILE256(2, V, L, I) TILE256(3, V, L, I) TILE256(4, V, L, I) \
+                          TILE256(5, V, L, I) TILE256(6, V, L, I)
+TILES256(1, r, ROWIDX)
+TILES256(2, r, ROWIDX)
+TILES256(1, c, COLIDX)
+TILES256(2, c, COLIDX)
+static const tile_fn T256[2][3][7] = {
+    {{0}, {0, t256_r1_1, t256_r2_1, t256_r3_1, t256_r4_1, t256_r5_1, t256_r6_1},
+     {0, t256_r1_2, t256_r2_2, t256_r3_2, t256_r4_2, t256_r5_2, t256_r6_2}},
+    {{0}, {0, t256_c1_1, t256_c2_1, t256_c3_1, t256_c4_1, t256_c5_1, t256_c6_1},
+     {0, t256_c1_2, t256_c2_2, t256_c3_2, t256_c4_2, t256_c5_2, t256_c6_2}}};
 #endif
 
-static void kernel(int isa, i64 K, const float* A, const float* B, float* C, i64 ldc, int rows, int cols,
-                   int MR, int NR) {
-#ifdef LMMCL_X86
-  if (isa == ISA_AVX512) { kern_avx512(K, A, B, C, ldc, rows, cols); return; }
-  if (isa == ISA_AVX2) { kern_avx2(K, A, B, C, ldc, rows, cols); return; }
-#endif
-  kern_generic(K, A, B, C, ldc, rows, cols, MR, NR);
-}
-
-/* C[b] = A[b] @ B[b] for b < batch. Returns 0, or -1 if memory ran out. */
+/* C[t] = A[t] @ B[t] for t < batch. Returns 0, or -1 if memory ran out. */
 int lmmcl_sgemm(i64 batch, i64 M, i64 N, i64 K, const float* a, i64 sab, i64 sa0, i64 sa1,
                 const float* b, i64 sbb, i64 sb0, i64 sb1, float* c, i64 scb, i64 ldc, int threads, int isa) {
   if (batch <= 0 || M <= 0 || N <= 0) return 0;
@@ -134,34 +140,82 @@ int lmmcl_sgemm(i64 batch, i64 M, i64 N, i64 K, const float* a, i64 sab, i64 sa0
 #ifndef LMMCL_X86
   isa = ISA_GENERIC;
 #endif
-  int MR, NR;
-  block_shape(isa, &MR, &NR);
-  const i64 nb = (N + NR - 1) / NR, mb = (M + MR - 1) / MR, panel = K * NR;
-  float* Bp = (float*)malloc((size_t)(batch * nb * panel) * sizeof(float));
+  const int MR = isa == ISA_AVX512 ? 8 : isa == ISA_AVX2 ? 6 : 4;
+  const int NR = isa == ISA_AVX512 ? 32 : 16; /* full panel width; a last panel of <= NR/2 columns is NR/2 wide */
+  const i64 nfull = N / NR, rest = N % NR;
+  const int last = rest == 0 ? 0 : (rest <= NR / 2 ? NR / 2 : NR);
+  const i64 nb = nfull + (rest ? 1 : 0), mb = (M + MR - 1) / MR;
+  const i64 bsize = K * (nfull * NR + last); /* floats of one batch's packed B */
+
+  /* B as panels: panel p holds columns [p*NR, p*NR + width) as Bp[k*width + j], zero padded.
+   * Batches sharing one B (stride 0) share the copy. */
+  const i64 nbat = sbb == 0 ? 1 : batch;
+  float* Bp = (float*)malloc((size_t)(nbat * bsize) * sizeof(float));
   if (!Bp) return -1;
-  int failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (i64 w = 0; w < batch * nb; ++w) {
+  for (i64 w = 0; w < nbat * nb; ++w) {
     const i64 t = w / nb, p = w % nb;
-    const int cols = (int)(N - p * NR < NR ? N - p * NR : NR);
-    pack_b(b + t * sbb + p * NR * sb1, sb0, sb1, K, cols, NR, Bp + w * panel);
+    const int width = p < nfull ? NR : last, cols = p < nfull ? NR : (int)rest;
+    const float* src = b + t * sbb + p * NR * sb1;
+    float* dst = Bp + t * bsize + p * K * NR;
+    if (sb1 == 1) { /* rows contiguous */
+      for (i64 k = 0; k < K; ++k) {
+        memcpy(dst + k * width, src + k * sb0, (size_t)cols * sizeof(float));
+        for (int j = cols; j < width; ++j) dst[k * width + j] = 0.f;
+      }
+    } else { /* columns contiguous (x @ W^T): read each column once */
+      for (int j = 0; j < width; ++j)
+        for (i64 k = 0; k < K; ++k) dst[k * width + j] = j < cols ? src[j * sb1 + k * sb0] : 0.f;
+    }
   }
+
+  /* A is read in place when its rows or its columns are contiguous, else first copied into
+   * column-major blocks. Work item: GROUP row blocks of one batch; for each panel and chain piece
+   * every block of the group runs its tile, so the piece of B stays in cache across the group. */
+  const int lay = sa1 == 1 ? 0 : sa0 == 1 ? 1 : 2; /* 0: rows contiguous, 1: columns, 2: neither */
+  const i64 ngroups = (mb + GROUP - 1) / GROUP;
+  int failed = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    float* Ap = (float*)malloc((size_t)(K * MR) * sizeof(float));
-    if (!Ap) {
+    float* Ap = lay == 2 ? (float*)malloc((size_t)(GROUP * K * MR) * sizeof(float)) : NULL;
+    if (lay == 2 && !Ap) {
 #pragma omp atomic write
       failed = 1;
     }
 #pragma omp for schedule(static)
-    for (i64 w = 0; w < batch * mb; ++w) {
-      if (!Ap) continue;
-      const i64 t = w / mb, q = w % mb;
-      const int rows = (int)(M - q * MR < MR ? M - q * MR : MR);
-      pack_a(a + t * sab + q * MR * sa0, sa0, sa1, K, rows, MR, Ap);
+    for (i64 w = 0; w < batch * ngroups; ++w) {
+      if (lay == 2 && !Ap) continue;
+      const i64 t = w / ngroups, q0 = (w % ngroups) * GROUP;
+      const i64 q1 = q0 + GROUP < mb ? q0 + GROUP : mb;
+      if (lay == 2)
+        for (i64 q = q0; q < q1; ++q) {
+          const int rows = (int)(M - q * MR < MR ? M - q * MR : MR);
+          const float* At = a + t * sab + q * MR * sa0;
+          float* dst = Ap + (q - q0) * K * MR;
+          for (i64 k = 0; k < K; ++k)
+            for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? At[r * sa0 + k * sa1] : 0.f;
+        }
+      const float* Bt = Bp + (sbb == 0 ? 0 : t) * bsize;
       for (i64 p = 0; p < nb; ++p) {
-        const int cols = (int)(N - p * NR < NR ? N - p * NR : NR);
-        kernel(isa, K, Ap, Bp + (t * nb + p) * panel, c + t * scb + q * MR * ldc + p * NR, ldc, rows, cols, MR, NR);
+        const int width = p < nfull ? NR : last, cols = p < nfull ? NR : (int)rest;
+        const float* panel = Bt + p * K * NR;
+        for (i64 k0 = 0; k0 < K; k0 += KC) {
+          const i64 kn = K - k0 < KC ? K - k0 : KC;
+          for (i64 q = q0; q < q1; ++q) {
+            const int rows = (int)(M - q * MR < MR ? M - q * MR : MR);
+            /* A block (rows from q*MR, steps from k0): its start, its leading stride, its layout */
+            const float* As = lay == 2 ? Ap + (q - q0) * K * MR + k0 * MR : a + t * sab + q * MR * sa0 + k0 * sa1;
+            const i64 ld = lay == 0 ? sa0 : lay == 1 ? sa1 : MR;
+            const int col = lay != 0;
+            const float* Bs = panel + k0 * width;
+            float* Cs = c + t * scb + q * MR * ldc + p * NR;
+#ifdef LMMCL_X86
+            if (isa == ISA_AVX512) { T512[col][width / 16][rows](kn, As, ld, Bs, Cs, ldc, rows, cols, k0 > 0); continue; }
+            if (isa == ISA_AVX2) { T256[col][width / 8][rows](kn, As, ld, Bs, Cs, ldc, rows, cols, k0 > 0); continue; }
+#endif
+            tile_generic(kn, As, col ? 1 : ld, col ? ld : 1, Bs, Cs, ldc, rows, cols, k0 > 0, width);
+          }
+        }
       }
     }
     free(Ap);
