@@ -27,6 +27,27 @@ def test_labels_cover_only_the_answer(tiny_model):
     assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
 
 
+def test_cached_examples_give_the_processors_batches(tiny_model, tmp_path):
+    """The collator's per-example cache (pad and stack) builds exactly the processor's batch, for
+    rows of several lengths, repeated rows, decoded or still-encoded images (training data)."""
+    from lmmcl.data.synthetic import generate
+    from lmmcl.train.stage import load_training_data
+
+    _, processor = tiny_model
+    rows = generate("syn_prior", "train", 12, seed=1) + generate("syn_count", "train", 6, seed=1)
+    cached, plain = AnswerOnlyCollator(processor), AnswerOnlyCollator(processor, cache_examples=False)
+    for batch_rows in (rows[:7], rows[5:18], rows[:7] + rows[:3]):
+        got, want = cached(batch_rows), plain(batch_rows)
+        assert set(got) == set(want) == {"input_ids", "attention_mask", "pixel_values", "labels"}
+        for k in want:
+            assert got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]), k
+    assert len(cached._examples) == 18
+    split = write_skill("syn_words", "train", 8, 0, tmp_path / "words.parquet")
+    encoded = [load_training_data([split])[i] for i in range(8)]
+    assert isinstance(encoded[0]["image"], dict)  # decoded by the collator, once per example
+    assert all(torch.equal(a, b) for a, b in zip(cached(encoded).values(), plain(generate("syn_words", "train", 8, 0)).values()))
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("chain")

@@ -11,9 +11,8 @@
  * libraries, which choose blockings and summation orders per CPU model.
  *
  * Layout: A[t][i][k] = a[t*sab + i*sa0 + k*sa1] (any strides), likewise B; C is written with
- * row stride ldc and batch stride scb. B is first copied (no arithmetic) into panels of NR
- * columns, each a contiguous block; A is read in place when its rows or its columns are
- * contiguous, else copied into column-major blocks of MR rows.
+ * row stride ldc and batch stride scb. Both operands are first copied (no arithmetic) into the
+ * blocks the tiles stream: A as MR interleaved rows, B as panels of NR columns.
  */
 #include <math.h>
 #include <stdint.h>
@@ -25,6 +24,19 @@
 #endif
 
 typedef int64_t i64;
+
+/* Grow-only scratch per thread: a product's copies reuse the same memory call after call
+ * (large fresh allocations come from mmap: page faults and zeroing every call). */
+static float* scratch(int which, size_t n) {
+  static __thread float* buf[2];
+  static __thread size_t cap[2];
+  if (n > cap[which]) {
+    free(buf[which]);
+    buf[which] = (float*)malloc(n * sizeof(float));
+    cap[which] = buf[which] ? n : 0;
+  }
+  return buf[which];
+}
 
 enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
 enum { KC = 256, GROUP = 8 }; /* chain piece length; row blocks sharing a B piece while in cache */
@@ -150,7 +162,7 @@ int lmmcl_sgemm(i64 batch, i64 M, i64 N, i64 K, const float* a, i64 sab, i64 sa0
   /* B as panels: panel p holds columns [p*NR, p*NR + width) as Bp[k*width + j], zero padded.
    * Batches sharing one B (stride 0) share the copy. */
   const i64 nbat = sbb == 0 ? 1 : batch;
-  float* Bp = (float*)malloc((size_t)(nbat * bsize) * sizeof(float));
+  float* Bp = scratch(0, (size_t)(nbat * bsize));
   if (!Bp) return -1;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (i64 w = 0; w < nbat * nb; ++w) {
@@ -177,7 +189,7 @@ int lmmcl_sgemm(i64 batch, i64 M, i64 N, i64 K, const float* a, i64 sab, i64 sa0
   int failed = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    float* Ap = lay == 2 ? (float*)malloc((size_t)(GROUP * K * MR) * sizeof(float)) : NULL;
+    float* Ap = lay == 2 ? scratch(1, (size_t)(GROUP * K * MR)) : NULL;
     if (lay == 2 && !Ap) {
 #pragma omp atomic write
       failed = 1;
@@ -218,9 +230,7 @@ int lmmcl_sgemm(i64 batch, i64 M, i64 N, i64 K, const float* a, i64 sab, i64 sa0
         }
       }
     }
-    free(Ap);
   }
-  free(Bp);
   return failed ? -1 : 0;
 }
 

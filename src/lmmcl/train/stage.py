@@ -33,7 +33,9 @@ def load_training_data(paths: list[str | Path]):
         validate_split(p)
         ds = datasets.load_dataset("parquet", data_files=str(p), split="train")
         parts.append(ds.select_columns(list(REQUIRED_COLUMNS)))
-    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    # images stay encoded until the collator needs them: it decodes each example once
+    return ds.cast_column("image", datasets.Image(decode=False))
 
 
 def is_main_process() -> bool:
