@@ -102,7 +102,7 @@ def test_bad_settings_are_refused(tmp_path, monkeypatch):
 STEP = r"""
 import hashlib, json, sys
 from lmmcl import numerics
-numerics.configure("portable", int(sys.argv[1]))
+numerics.configure(sys.argv[2], int(sys.argv[1]))
 import torch
 from lmmcl.models.tiny import TinySpec, build_tiny_llava
 from lmmcl.train.collate import AnswerOnlyCollator
@@ -128,9 +128,9 @@ print("RESULT " + json.dumps({"digest": digest, "tokens": gen[:, -3:].tolist(), 
 """
 
 
-def _step(threads=1, **env):
+def _step(threads=1, mode="portable", **env):
     e = dict(os.environ, HF_HUB_OFFLINE="1", MKL_VERBOSE="1", **env)
-    p = subprocess.run([sys.executable, "-c", STEP, str(threads)], capture_output=True, text=True, env=e, timeout=300)
+    p = subprocess.run([sys.executable, "-c", STEP, str(threads), mode], capture_output=True, text=True, env=e, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     inside = p.stdout.split("=== STEP", 1)[1].split("=== END", 1)[0]
     result = json.loads(p.stdout.split("RESULT ", 1)[1])
@@ -158,3 +158,14 @@ def test_same_weights_on_a_narrower_code_path(portable_step):
                                  NPY_DISABLE_CPU_FEATURES="X86_V4,AVX512_ICL,AVX512_SPR")
     assert mkl_products == []
     assert capped["digest"] == result["digest"] and capped["tokens"] == result["tokens"]
+
+
+def test_the_caps_do_change_native_numbers():
+    """The control: without portable numerics the same capping changes the weights, so the
+    comparison above (and tests/test_reproducibility.py) can see a difference."""
+    native, mkl_products = _step(mode="native")
+    assert mkl_products and native["numerics"]["mode"] == "native"
+    capped, _ = _step(mode="native", ATEN_CPU_CAPABILITY="avx2", MKL_ENABLE_INSTRUCTIONS="AVX2")
+    if native["numerics"]["aten_capability"] == "AVX2":
+        pytest.skip("this CPU has no AVX-512: capping to AVX2 changes nothing here")
+    assert capped["digest"] != native["digest"]
