@@ -9,6 +9,7 @@ through the real workflow and prints, per seed and as mean ± std, the numbers t
 
     .venv/bin/python benchmarks/default_finding.py                 # 3 seeds, ~25 min on 2 cores
     .venv/bin/python benchmarks/default_finding.py --seeds 0 1 2 --workdir /tmp/finding --time-make-run
+    .venv/bin/python benchmarks/default_finding.py --overlay my_variant.yaml   # a variant of the default
 
 `--time-make-run` also times one fresh single-seed run of the default (what `make run` does after
 its install), in its own folder, side by side with the same machine load. Nothing is asserted:
@@ -32,11 +33,11 @@ BIN = Path(sys.executable).parent
 RECIPES = ("sa_proj", "mlp_gate_up")
 
 
-def snakemake(workdir: Path, *args: str) -> float:
+def snakemake(workdir: Path, *args: str, overlays: list[Path] = ()) -> float:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PATH=f"{BIN}:{os.environ.get('PATH', '')}")
     cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow/Snakefile"), "--directory", str(workdir),
-           "--configfile", str(ROOT / "config/config.yaml"), "--cores", "2", *args]
+           "--configfile", str(ROOT / "config/config.yaml"), *map(str, overlays), "--cores", "2", *args]
     t0 = time.time()
     p = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     if p.returncode:
@@ -80,13 +81,15 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workdir", type=Path, help="default: a new temporary folder")
     ap.add_argument("--time-make-run", action="store_true", help="also time one fresh single-seed default run")
+    ap.add_argument("--overlay", type=Path, nargs="*", default=[],
+                    help="config files merged over the default (a variant of it, e.g. other step counts)")
     a = ap.parse_args()
     work = a.workdir or Path(tempfile.mkdtemp(prefix="lmmcl_finding_"))
     work.mkdir(parents=True, exist_ok=True)
     exp = "tiny_default_seeds"
     seeds = "[" + ",".join(map(str, a.seeds)) + "]"
     print(f"running the default config over seeds {a.seeds} in {work} ...", flush=True)
-    seconds = snakemake(work, "--config", f"seeds={seeds}", f"experiment={exp}")
+    seconds = snakemake(work, "--config", f"seeds={seeds}", f"experiment={exp}", overlays=a.overlay)
     res = work / "results" / exp
     from lmmcl.report.plan import normalize_plan
 
@@ -107,7 +110,7 @@ def main() -> int:
     if a.time_make_run:
         single = work / "single"
         single.mkdir(exist_ok=True)
-        s = snakemake(single)
+        s = snakemake(single, overlays=a.overlay)
         print(f"\none fresh single-seed default run (snakemake --cores 2, data to tables): {s / 60:.1f} min")
     return 0
 

@@ -334,6 +334,17 @@ def _report_commands(sub):
     s.add_argument("--family", nargs="*", help="with --table: only these families (default: all real ones)")
     s.set_defaults(func=cmd_recipes)
 
+def _close_process_group() -> None:
+    """End a multi-process run (torchrun, accelerate launch) in step: every rank waits at a barrier,
+    then the process group is destroyed before the interpreter exits. Left to exit-time destructors,
+    a rank whose peer has already gone can abort ("terminate called without an active exception",
+    SIGABRT after its work was written), and the launcher reports the job failed."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv=None):
     timing.mark_startup()
     args = build_parser().parse_args(argv)
@@ -347,6 +358,7 @@ def main(argv=None):
             except RuntimeError as e:
                 raise ValueError(str(e)) from None
         args.func(args)
+        _close_process_group()
     except (ValueError, FileNotFoundError) as e:
         print(f"lmmcl {args.cmd}: error: {e}", file=sys.stderr)
         sys.exit(2)

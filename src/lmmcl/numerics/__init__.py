@@ -94,7 +94,11 @@ def prepare_model(model):
     """Under `portable`, the model parts that would call oneMKL directly become products our
     kernel computes: eager attention, patch embeddings as patchify + linear (patching.py).
     Returns the model (changed in place; its weights and state dict are untouched)."""
-    if _active == "portable":
+    import torch
+
+    # on a machine with a GPU the model runs there (the Trainer, the evaluation wrapper): the CPU
+    # kernels never see it, and the fused attention stays
+    if _active == "portable" and not torch.cuda.is_available():
         from .patching import patchify_convolutions
 
         if hasattr(model, "set_attn_implementation"):
