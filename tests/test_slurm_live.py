@@ -46,8 +46,20 @@ def snakemake_slurm(wd: Path, config: Path, log_name: str) -> tuple[str, float]:
     elapsed = time.time() - t0
     out = p.stdout + p.stderr
     (wd / log_name).write_text(out)
-    assert p.returncode == 0, f"snakemake rc={p.returncode} after {elapsed:.0f}s:\n{out[-5000:]}"
+    assert p.returncode == 0, f"snakemake rc={p.returncode} after {elapsed:.0f}s:\n{out[-5000:]}{failed_job_logs(wd)}"
     return out, elapsed
+
+
+def failed_job_logs(wd: Path, tail: int = 3000) -> str:
+    """The end of every rule log that reports an error: a failed SLURM job's cause lives there
+    (Snakemake only says "FAILED. Reason: Unknown"), and CI keeps nothing else."""
+    marks = ("Traceback", "Error", "error:", "terminate called", "Signal ")
+    found = []
+    for log in sorted((wd / "results").glob("*/logs/**/*.log")):
+        text = log.read_text(errors="replace")
+        if any(m in text for m in marks):
+            found.append(f"\n--- {log.relative_to(wd)} (last {tail} chars) ---\n{text[-tail:]}")
+    return "".join(found)
 
 
 def jobs_of(out: str) -> dict[tuple[str, str], str | None]:
