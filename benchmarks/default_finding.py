@@ -84,6 +84,10 @@ def main() -> int:
     ap.add_argument("--overlay", type=Path, nargs="*", default=[],
                     help="config files merged over the default (a variant of it, e.g. other step counts)")
     a = ap.parse_args()
+    a.overlay = [p.resolve() for p in a.overlay]  # snakemake runs in the workdir
+    for p in a.overlay:
+        if not p.is_file():
+            sys.exit(f"--overlay {p}: no such file")
     work = a.workdir or Path(tempfile.mkdtemp(prefix="lmmcl_finding_"))
     work.mkdir(parents=True, exist_ok=True)
     exp = "tiny_default_seeds"

@@ -44,6 +44,8 @@ def test_hparam_precedence(cfg):
     (lambda c: c.update(seed=0), "seed: 0 and seeds: \\[0\\] both given"),
     (lambda c: c.update(seeds=[]), "seeds: \\[\\]"),
     (lambda c: c["model"]["base_training"].update(skills=["syn_colour"]), "base_training.skills: 'syn_colour'"),
+    (lambda c: c["model"]["base_training"].update(skills=["syn_color", "syn_broad_add"]),
+     r"\['syn_broad_add'\] need model.tiny.tokenizer: word_broad \(or byte\), got 'word'"),
     (lambda c: c.update(sweep={"grid": {"recipe": ["llm"], "lr": [1e-4]}}, methods={"llm_lr1e-4": {"recipe": "llm"}}),
      "method name\\(s\\) \\['llm_lr1e-4'\\] also in `methods`"),
     (lambda c: c.update(sweep={"grid": {"recipe": ["sa_prj"], "lr": [1e-4]}}), "unknown recipe 'sa_prj'"),
@@ -142,3 +144,19 @@ def test_command_line_values_get_the_schema_types():
     assert cfg["evaluation"]["fail_on_empty"] is True and cfg["experiment"] == "12"
     bad = {"seeds": ["zero"]}
     assert coerce_cli_values(bad, schema) == {"seeds": ["zero"]}  # left for the schema's error
+
+
+def test_research_overlays_plan(cfg):
+    """config/tiny_broad.yaml and config/tiny_wide.yaml merged over the default (as
+    benchmarks/default_finding.py --overlay does) give a valid plan with what they change."""
+    from snakemake.utils import update_config
+
+    for name, check in (
+        ("tiny_broad.yaml", lambda p, c: len(p.base_training["skills"]) == 20
+         and c["model"]["tiny"]["tokenizer"] == "word_broad" and p.base_training["hparams"]["lr"] == 1e-3),
+        ("tiny_wide.yaml", lambda p, c: c["model"]["tiny"]["hidden_size"] == 256
+         and c["model"]["tiny"]["num_layers"] == 4),
+    ):
+        merged = copy.deepcopy(cfg)
+        update_config(merged, yaml.safe_load((ROOT / "config" / name).read_text()))
+        assert check(Plan(merged), merged), name

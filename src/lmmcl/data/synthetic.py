@@ -496,10 +496,12 @@ def write_skill(skill: str, split: str, n: int, seed: int, out_path, image_size:
     return contract.write_split(generate(skill, split, n, seed, image_size, **options), out_path)
 
 
-@functools.lru_cache(maxsize=1)
-def _vocabulary_texts() -> tuple[str, ...]:
+@functools.lru_cache(maxsize=2)
+def _vocabulary_texts(broad: bool) -> tuple[str, ...]:
     texts: list[str] = []
     for name, spec in SKILLS.items():
+        if name in BROAD_SKILLS and not broad:
+            continue
         texts += spec.classes + spec.answers + list(QUESTION_VARIANTS.get(name, ()))
         # the question templates with every label they take (a seeded sample covers them all)
         for rec in generate(name, "vocabulary", 100, 0, image_size=8):  # small: only the texts matter
@@ -508,7 +510,16 @@ def _vocabulary_texts() -> tuple[str, ...]:
     return tuple(dict.fromkeys(texts))
 
 
-def vocabulary_texts() -> list[str]:
+def vocabulary_texts(broad: bool = False) -> list[str]:
     """Every question and answer text the skills can produce (the word-level tiny tokenizer's
-    vocabulary is built from these: lmmcl.models.tiny.build_word_tokenizer)."""
-    return list(_vocabulary_texts())
+    vocabulary is built from these: lmmcl.models.tiny.build_word_tokenizer). ``broad`` adds the
+    broad instruction prior's skills (lmmcl.data.broad_skills; the `word_broad` tokenizer), which
+    the default's vocabulary leaves out so that its tokenizer and numbers stay as they are."""
+    return list(_vocabulary_texts(broad))
+
+
+# The broad instruction prior (research configs): base-only skills registered here like the rest.
+# Imported last: that module builds on the helpers above.
+from .broad_skills import BROAD_SKILLS  # noqa: E402
+
+SKILLS.update(BROAD_SKILLS)

@@ -47,7 +47,7 @@ class TinySpec:
     image_size: int = 32
     patch_size: int = 8
     max_position_embeddings: int = 512
-    tokenizer: str = "word"  # word | byte (TOKENIZERS)
+    tokenizer: str = "word"  # word | word_broad | byte (TOKENIZERS)
 
     def __post_init__(self):
         if self.tokenizer not in TOKENIZERS:
@@ -104,18 +104,18 @@ def word_vocabulary(texts) -> list[str]:
     return sorted(pieces)
 
 
-def build_word_tokenizer(texts=None):
+def build_word_tokenizer(texts=None, broad: bool = False):
     """A word-level tokenizer (`tokenizers` WordLevel behind a PreTrainedTokenizerFast) whose
     vocabulary is the special tokens plus the pieces of `texts` (default: every text the synthetic
-    skills and the chat template can produce, `lmmcl.data.synthetic.vocabulary_texts`). A piece
-    outside the vocabulary becomes `<unk>`."""
+    skills and the chat template can produce, `lmmcl.data.synthetic.vocabulary_texts`, with the
+    broad prior's skills if `broad`). A piece outside the vocabulary becomes `<unk>`."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     if texts is None:
         from ..data.synthetic import vocabulary_texts
 
-        texts = vocabulary_texts() + ["USER: ", "ASSISTANT: "]
+        texts = vocabulary_texts(broad) + ["USER: ", "ASSISTANT: "]
     vocab = {s: i for i, s in enumerate(SPECIAL_TOKENS)}
     for piece in word_vocabulary(texts):
         vocab.setdefault(piece, len(vocab))
@@ -139,7 +139,10 @@ def build_byte_tokenizer_tiny():
     )
 
 
-TOKENIZERS = {"word": build_word_tokenizer, "byte": build_byte_tokenizer_tiny}
+TOKENIZERS = {"word": build_word_tokenizer,
+              # word + the broad instruction prior's words (lmmcl.data.broad_skills, config/tiny_broad.yaml)
+              "word_broad": lambda: build_word_tokenizer(broad=True),
+              "byte": build_byte_tokenizer_tiny}
 
 
 def build_tokenizer(kind: str = "word"):
