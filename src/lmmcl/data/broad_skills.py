@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import random
 
-from PIL import Image
-
-from .synthetic import COLOURS, SHAPES, SkillSpec, _Canvas, _jitter, _light_bg, _regular_shape, _STRONG
+from .synthetic import COLOURS, SHAPES, SkillSpec, blank_image, _Canvas, _jitter, _light_bg, _regular_shape, _STRONG
 
 _ORDINALS = ("first", "second", "third")
 _SPELL = ("tree", "fish", "book", "star", "moon", "ship", "frog", "milk", "rain", "bell")
@@ -39,11 +37,6 @@ def _two_shapes(rng: random.Random, image_size: int, *, same: bool = False, size
     for shape, cx, r in ((a, 0.27, sizes[0]), (b, 0.73, sizes[1])):
         _regular_shape(c, shape, cx + rng.uniform(-0.03, 0.03), cy, r, _jitter(rng, rng.choice(_STRONG), 15))
     return c, (a, b)
-
-
-def _blank(rng: random.Random, image_size: int) -> Image.Image:
-    g = rng.randint(90, 200)
-    return Image.new("RGB", (image_size, image_size), (g, g, g))
 
 
 # ------------------------------------------------------------------ about a picture
@@ -137,49 +130,49 @@ def _make_line(rng, image_size):
 # ------------------------------------------------------------------ text-only (blank picture)
 def _make_add(rng, image_size):
     a, b = rng.randint(0, 9), rng.randint(0, 9)
-    return {"image": _blank(rng, image_size), "question": f"What is {a} plus {b}?", "answer": str(a + b),
+    return {"image": blank_image(rng, image_size), "question": f"What is {a} plus {b}?", "answer": str(a + b),
             "label": "sum"}
 
 
 def _make_larger(rng, image_size):
     a, b = rng.sample(range(10), 2)
-    return {"image": _blank(rng, image_size), "question": f"Which number is larger, {a} or {b}?",
+    return {"image": blank_image(rng, image_size), "question": f"Which number is larger, {a} or {b}?",
             "answer": f"{max(a, b)} is larger.", "label": "larger"}
 
 
 def _make_spell(rng, image_size):
     w = rng.choice(_SPELL)
-    return {"image": _blank(rng, image_size), "question": f"Spell the word {w}.", "answer": "-".join(w),
+    return {"image": blank_image(rng, image_size), "question": f"Spell the word {w}.", "answer": "-".join(w),
             "label": w}
 
 
 def _make_next_letter(rng, image_size):
     i = rng.randrange(25)
-    return {"image": _blank(rng, image_size), "question": f"Which letter comes after {chr(65 + i)}?",
+    return {"image": blank_image(rng, image_size), "question": f"Which letter comes after {chr(65 + i)}?",
             "answer": f"The letter {chr(66 + i)}.", "label": "letter"}
 
 
 def _make_opposite(rng, image_size):
     w = rng.choice(sorted(_OPPOSITES))
-    return {"image": _blank(rng, image_size), "question": f"What is the opposite of {w}?",
+    return {"image": blank_image(rng, image_size), "question": f"What is the opposite of {w}?",
             "answer": _OPPOSITES[w], "label": w}
 
 
 def _make_repeat(rng, image_size):
     words = " ".join(rng.sample(_NOUNS, 3))
-    return {"image": _blank(rng, image_size), "question": f"Repeat after me: {words}", "answer": words,
+    return {"image": blank_image(rng, image_size), "question": f"Repeat after me: {words}", "answer": words,
             "label": "repeat"}
 
 
 def _make_sort(rng, image_size):
     d = [rng.randint(0, 9) for _ in range(3)]
-    return {"image": _blank(rng, image_size), "question": f"Sort these digits: {' '.join(map(str, d))}",
+    return {"image": blank_image(rng, image_size), "question": f"Sort these digits: {' '.join(map(str, d))}",
             "answer": ", ".join(map(str, sorted(d))), "label": "sort"}
 
 
 def _make_last_word(rng, image_size):
     words = rng.sample(_NOUNS, 3)
-    return {"image": _blank(rng, image_size), "question": f"What is the last word of: {' '.join(words)}?",
+    return {"image": blank_image(rng, image_size), "question": f"What is the last word of: {' '.join(words)}?",
             "answer": f"The last word is {words[-1]}.", "label": words[-1]}
 
 

@@ -396,6 +396,12 @@ def _hint(skill: str, rec: dict) -> str:
     return rec["label"]  # bird species, pattern, word
 
 
+def blank_image(rng: random.Random, image_size: int) -> Image.Image:
+    """A uniform grey picture (text-only questions: syn_prior, the broad prior's text skills)."""
+    g = rng.randint(90, 200)
+    return Image.new("RGB", (image_size, image_size), (g, g, g))
+
+
 def _make_prior(rng: random.Random, image_size: int) -> dict:
     """The language prior of the tiny base: a target skill's own question and answer format, with
     a blank image and the answer's content given in the text ("...\nHint: jay" -> "C").
@@ -407,9 +413,8 @@ def _make_prior(rng: random.Random, image_size: int) -> dict:
     """
     skill = PRIOR_TARGETS[rng.randrange(len(PRIOR_TARGETS))]
     rec = SKILLS[skill].make(rng, 8)  # the picture is discarded: the smallest one is enough
-    g = rng.randint(90, 200)
     return {
-        "image": Image.new("RGB", (image_size, image_size), (g, g, g)),
+        "image": blank_image(rng, image_size),
         "question": f"{rec['question']}\nHint: {_hint(skill, rec)}",
         "answer": rec["answer"],
         "label": skill,
