@@ -10,6 +10,11 @@ through the real workflow and prints, per seed and as mean ± std, the numbers t
     .venv/bin/python benchmarks/default_finding.py                 # 3 seeds, ~25 min on 2 cores
     .venv/bin/python benchmarks/default_finding.py --seeds 0 1 2 --workdir /tmp/finding --time-make-run
     .venv/bin/python benchmarks/default_finding.py --overlay my_variant.yaml   # a variant of the default
+    .venv/bin/python benchmarks/default_finding.py --overlay config/tiny_wide.yaml --table-out wide.csv
+
+`--table-out` writes the printed table (one row per seed and `mean`) as CSV, the input of
+benchmarks/finding_curve.py. Rerun with the same `--workdir` to rewrite it from finished runs
+(Snakemake then has nothing to do).
 
 `--time-make-run` also times one fresh single-seed run of the default (what `make run` does after
 its install), in its own folder, side by side with the same machine load. Nothing is asserted:
@@ -83,6 +88,7 @@ def main() -> int:
     ap.add_argument("--time-make-run", action="store_true", help="also time one fresh single-seed default run")
     ap.add_argument("--overlay", type=Path, nargs="*", default=[],
                     help="config files merged over the default (a variant of it, e.g. other step counts)")
+    ap.add_argument("--table-out", type=Path, help="also write the table (rows: seeds and mean) to this CSV")
     a = ap.parse_args()
     a.overlay = [p.resolve() for p in a.overlay]  # snakemake runs in the workdir
     for p in a.overlay:
@@ -105,6 +111,10 @@ def main() -> int:
     pd.set_option("display.max_columns", 40)
     print(f"\n{len(a.seeds)} seeds, {seconds / 60:.1f} min; tables in {res / 'tables'}\n")
     print(table.T.to_string(float_format=lambda v: f"{v:+.1f}" if abs(v) >= 2 else f"{v:.2f}"))
+    if a.table_out:
+        a.table_out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(a.table_out, index_label="seed")
+        print(f"table written to {a.table_out}")
     per = table.drop(index="mean")
     for goal in ("2_llm", "3_learn", "4_forget"):
         print(f"goal {goal}: mean {'holds' if table.at['mean', goal] else 'fails'}; "
