@@ -46,6 +46,8 @@ def test_hparam_precedence(cfg):
     (lambda c: c["model"]["base_training"].update(skills=["syn_colour"]), "base_training.skills: 'syn_colour'"),
     (lambda c: c["model"]["base_training"].update(skills=["syn_color", "syn_broad_add"]),
      r"\['syn_broad_add'\] need model.tiny.tokenizer: word_broad \(or byte\), got 'word'"),
+    (lambda c: c["model"].update(base_training={"skills": ["syn_vis_hand"]}, tiny={"tokenizer": "word_broad"}),
+     r"\['syn_vis_hand'\] need model.tiny.tokenizer: word_vision \(or byte\), got 'word_broad'"),
     (lambda c: c.update(sweep={"grid": {"recipe": ["llm"], "lr": [1e-4]}}, methods={"llm_lr1e-4": {"recipe": "llm"}}),
      "method name\\(s\\) \\['llm_lr1e-4'\\] also in `methods`"),
     (lambda c: c.update(sweep={"grid": {"recipe": ["sa_prj"], "lr": [1e-4]}}), "unknown recipe 'sa_prj'"),
@@ -147,13 +149,17 @@ def test_command_line_values_get_the_schema_types():
 
 
 def test_research_overlays_plan(cfg):
-    """config/tiny_broad.yaml and config/tiny_wide.yaml merged over the default (as
+    """config/tiny_broad.yaml, tiny_broad8.yaml, tiny_vision.yaml and tiny_wide.yaml merged over the default (as
     benchmarks/default_finding.py --overlay does) give a valid plan with what they change."""
     from snakemake.utils import update_config
 
     for name, check in (
         ("tiny_broad.yaml", lambda p, c: len(p.base_training["skills"]) == 20
          and c["model"]["tiny"]["tokenizer"] == "word_broad" and p.base_training["hparams"]["lr"] == 1e-3),
+        ("tiny_broad8.yaml", lambda p, c: len(p.base_training["skills"]) == 12
+         and p.base_training["hparams"]["steps"] == 4200),
+        ("tiny_vision.yaml", lambda p, c: sum(s.startswith("syn_vis_") for s in p.base_training["skills"]) == 4
+         and c["model"]["tiny"]["tokenizer"] == "word_vision" and p.base_training["hparams"]["steps"] == 3600),
         ("tiny_wide.yaml", lambda p, c: c["model"]["tiny"]["hidden_size"] == 256
          and c["model"]["tiny"]["num_layers"] == 4),
     ):

@@ -249,11 +249,14 @@ class Plan:
             if t not in trainable:
                 raise ConfigError(f"model.base_training.skills: {t!r} is not a dataset with a train split "
                                   f"(registry/datasets.yaml); allowed: {trainable}")
-        broad = sorted(t for t in self._base_training_cfg().get("skills") or [] if t.startswith("syn_broad_"))
+        from .data.synthetic import PRIOR_TOKENIZERS
+
         tokenizer = ((self.cfg.get("model") or {}).get("tiny") or {}).get("tokenizer", "word")
-        if broad and tokenizer == "word":  # their words would all be <unk>
-            raise ConfigError(f"model.base_training.skills: {broad} need model.tiny.tokenizer: word_broad "
-                              f"(or byte), got {tokenizer!r}: the word tokenizer's vocabulary leaves them out")
+        for prefix, kinds in PRIOR_TOKENIZERS.items():  # the research priors' words: only in their tokenizers'
+            prior = sorted(t for t in self._base_training_cfg().get("skills") or [] if t.startswith(prefix))
+            if prior and tokenizer not in kinds:  # their words would all be <unk>
+                raise ConfigError(f"model.base_training.skills: {prior} need model.tiny.tokenizer: {kinds[0]} "
+                                  f"(or {' or '.join(kinds[1:])}), got {tokenizer!r}: its vocabulary leaves them out")
         synthetic = sorted(n for n, s in reg.items() if s.get("source") == "synthetic")
         for t in (((self.cfg.get("data") or {}).get("synthetic") or {}).get("train_sizes") or {}):
             if t not in synthetic:

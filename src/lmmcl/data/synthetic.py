@@ -221,17 +221,18 @@ def _contrasting_pair(rng: random.Random) -> tuple[RGB, RGB]:
     return (dark, light) if rng.random() < 0.5 else (light, dark)
 
 
-def _make_texture(rng: random.Random, image_size: int) -> dict:
-    pattern = rng.choice(PATTERNS)
-    fg, bg = _contrasting_pair(rng)
+def draw_pattern(rng: random.Random, image_size: int, pattern: str, period: int, fg: RGB, bg: RGB,
+                 horizontal: bool | None = None) -> Image.Image:
+    """A texture of syn_texture (also the vision prior's, lmmcl.data.vision_skills): `pattern` in
+    `fg` on `bg` with the given period (pixels), at a random offset; "plain" is the background.
+    Stripes run across if `horizontal`, down if not, either at random if None."""
     # Patterns are drawn at output resolution so edges stay crisp.
     img = Image.new("RGB", (image_size, image_size), bg)
     d = ImageDraw.Draw(img)
-    unit = max(2, image_size // 8)  # 4 px at 32 px
-    period = unit * rng.choice((1, 2)) if pattern != "dotted" else unit * 2
     off = rng.randrange(period)
     if pattern == "striped":
-        horizontal = rng.random() < 0.5
+        if horizontal is None:
+            horizontal = rng.random() < 0.5
         for k in range(-period, image_size + period, period):
             a, b = k + off, k + off + period // 2 - 1
             d.rectangle([0, a, image_size, b] if horizontal else [a, 0, b, image_size], fill=fg)
@@ -247,7 +248,19 @@ def _make_texture(rng: random.Random, image_size: int) -> dict:
             for x in range(-period + off, image_size + period, period):
                 cx, cy = x + period / 2, y + period / 2
                 d.ellipse([cx - r, cy - r, cx + r - 1, cy + r - 1], fill=fg)
-    # "plain": the background alone
+    return img
+
+
+def pattern_unit(image_size: int) -> int:
+    return max(2, image_size // 8)  # 4 px at 32 px
+
+
+def _make_texture(rng: random.Random, image_size: int) -> dict:
+    pattern = rng.choice(PATTERNS)
+    fg, bg = _contrasting_pair(rng)
+    unit = pattern_unit(image_size)
+    period = unit * rng.choice((1, 2)) if pattern != "dotted" else unit * 2
+    img = draw_pattern(rng, image_size, pattern, period, fg, bg)
     asked = pattern if rng.random() < 0.5 else rng.choice([p for p in PATTERNS if p != pattern])
     return {
         "image": img,
@@ -296,11 +309,10 @@ def _make_words(rng: random.Random, image_size: int) -> dict:
 
 
 # --------------------------------------------------------------------------- syn_clock
-def _make_clock(rng: random.Random, image_size: int, minute_step: int = 30) -> dict:
-    if minute_step <= 0 or 60 % minute_step:
-        raise ValueError(f"minute_step must divide 60, got {minute_step}")
-    hour = rng.randint(1, 12)
-    minute = rng.randrange(0, 60, minute_step)
+def clock_face(rng: random.Random, image_size: int):
+    """The dial of syn_clock (also the vision prior's): (canvas, at, r) where `at(turns, length)`
+    is the point at that angle (0 = 12 o'clock, clockwise) and distance from the centre, and `r`
+    the dial's inner radius."""
     c = _Canvas(image_size, _jitter(rng, (150, 190, 160), 25))
     cx, cy = 0.5 + rng.uniform(-0.03, 0.03), 0.5 + rng.uniform(-0.03, 0.03)
     R = rng.uniform(0.43, 0.46)
@@ -309,17 +321,31 @@ def _make_clock(rng: random.Random, image_size: int, minute_step: int = 30) -> d
     c.draw.ellipse(c.box(cx - r, cy - r, cx + r, cy + r), fill=_jitter(rng, (245, 242, 230), 8))
 
     def at(angle_turns: float, length: float) -> tuple[float, float]:
-        # 0 turns = 12 o'clock, clockwise.
         a = 2 * math.pi * angle_turns
         return cx + length * math.sin(a), cy - length * math.cos(a)
 
     for k in range(12):
         c.draw.line(c.pts([at(k / 12, r * 0.78), at(k / 12, r * 0.98)]), fill=(60, 60, 60), width=c.width(0.03))
-    hour_turns = ((hour % 12) + minute / 60) / 12
-    c.draw.line(c.pts([(cx, cy), at(minute / 60, r * 0.92)]), fill=_jitter(rng, (30, 60, 200), 15), width=c.width(0.045))
-    c.draw.line(c.pts([(cx, cy), at(hour_turns, r * 0.55)]), fill=_jitter(rng, (200, 30, 30), 15), width=c.width(0.10))
+    return c, at, r
+
+
+def clock_hub(c: _Canvas, at) -> None:
+    cx, cy = at(0, 0)
     hub = 0.05
     c.draw.ellipse(c.box(cx - hub, cy - hub, cx + hub, cy + hub), fill=(30, 30, 30))
+
+
+def _make_clock(rng: random.Random, image_size: int, minute_step: int = 30) -> dict:
+    if minute_step <= 0 or 60 % minute_step:
+        raise ValueError(f"minute_step must divide 60, got {minute_step}")
+    hour = rng.randint(1, 12)
+    minute = rng.randrange(0, 60, minute_step)
+    c, at, r = clock_face(rng, image_size)
+    hour_turns = ((hour % 12) + minute / 60) / 12
+    centre = at(0, 0)
+    c.draw.line(c.pts([centre, at(minute / 60, r * 0.92)]), fill=_jitter(rng, (30, 60, 200), 15), width=c.width(0.045))
+    c.draw.line(c.pts([centre, at(hour_turns, r * 0.55)]), fill=_jitter(rng, (200, 30, 30), 15), width=c.width(0.10))
+    clock_hub(c, at)
     return {
         "image": c.finish(),
         "question": "What time does the clock show?",
@@ -501,11 +527,11 @@ def write_skill(skill: str, split: str, n: int, seed: int, out_path, image_size:
     return contract.write_split(generate(skill, split, n, seed, image_size, **options), out_path)
 
 
-@functools.lru_cache(maxsize=2)
-def _vocabulary_texts(broad: bool) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=4)
+def _vocabulary_texts(broad: bool, vision: bool) -> tuple[str, ...]:
     texts: list[str] = []
     for name, spec in SKILLS.items():
-        if name in BROAD_SKILLS and not broad:
+        if (name in BROAD_SKILLS and not broad) or (name in VISION_SKILLS and not vision):
             continue
         texts += spec.classes + spec.answers + list(QUESTION_VARIANTS.get(name, ()))
         # the question templates with every label they take (a seeded sample covers them all)
@@ -515,16 +541,21 @@ def _vocabulary_texts(broad: bool) -> tuple[str, ...]:
     return tuple(dict.fromkeys(texts))
 
 
-def vocabulary_texts(broad: bool = False) -> list[str]:
+def vocabulary_texts(broad: bool = False, vision: bool = False) -> list[str]:
     """Every question and answer text the skills can produce (the word-level tiny tokenizer's
     vocabulary is built from these: lmmcl.models.tiny.build_word_tokenizer). ``broad`` adds the
-    broad instruction prior's skills (lmmcl.data.broad_skills; the `word_broad` tokenizer), which
-    the default's vocabulary leaves out so that its tokenizer and numbers stay as they are."""
-    return list(_vocabulary_texts(broad))
+    broad instruction prior's skills (lmmcl.data.broad_skills; the `word_broad` tokenizer),
+    ``vision`` the vision prior's (lmmcl.data.vision_skills; `word_vision`); the default's
+    vocabulary leaves both out so that its tokenizer and numbers stay as they are."""
+    return list(_vocabulary_texts(broad, vision))
 
 
-# The broad instruction prior (research configs): base-only skills registered here like the rest.
-# Imported last: that module builds on the helpers above.
+# The broad instruction prior and the vision prior (research configs): base-only skills registered
+# here like the rest. Imported last: those modules build on the helpers above.
 from .broad_skills import BROAD_SKILLS  # noqa: E402
+from .vision_skills import VISION_SKILLS  # noqa: E402
 
 SKILLS.update(BROAD_SKILLS)
+SKILLS.update(VISION_SKILLS)
+# the prefix that marks each prior's skills -> the tiny tokenizers whose vocabulary has their words
+PRIOR_TOKENIZERS = {"syn_broad_": ("word_broad", "byte"), "syn_vis_": ("word_vision", "byte")}

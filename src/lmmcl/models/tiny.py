@@ -47,7 +47,7 @@ class TinySpec:
     image_size: int = 32
     patch_size: int = 8
     max_position_embeddings: int = 512
-    tokenizer: str = "word"  # word | word_broad | byte (TOKENIZERS)
+    tokenizer: str = "word"  # word | word_broad | word_vision | byte (TOKENIZERS)
 
     def __post_init__(self):
         if self.tokenizer not in TOKENIZERS:
@@ -104,18 +104,19 @@ def word_vocabulary(texts) -> list[str]:
     return sorted(pieces)
 
 
-def build_word_tokenizer(texts=None, broad: bool = False):
+def build_word_tokenizer(texts=None, broad: bool = False, vision: bool = False):
     """A word-level tokenizer (`tokenizers` WordLevel behind a PreTrainedTokenizerFast) whose
     vocabulary is the special tokens plus the pieces of `texts` (default: every text the synthetic
     skills and the chat template can produce, `lmmcl.data.synthetic.vocabulary_texts`, with the
-    broad prior's skills if `broad`). A piece outside the vocabulary becomes `<unk>`."""
+    broad prior's skills if `broad`, the vision prior's if `vision`). A piece outside the vocabulary
+    becomes `<unk>`."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     if texts is None:
         from ..data.synthetic import vocabulary_texts
 
-        texts = vocabulary_texts(broad) + ["USER: ", "ASSISTANT: "]
+        texts = vocabulary_texts(broad, vision) + ["USER: ", "ASSISTANT: "]
     vocab = {s: i for i, s in enumerate(SPECIAL_TOKENS)}
     for piece in word_vocabulary(texts):
         vocab.setdefault(piece, len(vocab))
@@ -142,6 +143,8 @@ def build_byte_tokenizer_tiny():
 TOKENIZERS = {"word": build_word_tokenizer,
               # word + the broad instruction prior's words (lmmcl.data.broad_skills, config/tiny_broad.yaml)
               "word_broad": lambda: build_word_tokenizer(broad=True),
+              # word + the vision prior's words (lmmcl.data.vision_skills, config/tiny_vision.yaml)
+              "word_vision": lambda: build_word_tokenizer(vision=True),
               "byte": build_byte_tokenizer_tiny}
 
 
