@@ -45,9 +45,9 @@ def test_hparam_precedence(cfg):
     (lambda c: c.update(seeds=[]), "seeds: \\[\\]"),
     (lambda c: c["model"]["base_training"].update(skills=["syn_colour"]), "base_training.skills: 'syn_colour'"),
     (lambda c: c["model"]["base_training"].update(skills=["syn_color", "syn_broad_add"]),
-     r"\['syn_broad_add'\] need model.tiny.tokenizer: word_broad \(or byte\), got 'word'"),
+     r"\['syn_broad_add'\] need model.tiny.tokenizer: word_broad \(or word_broad_vision or byte\), got 'word'"),
     (lambda c: c["model"].update(base_training={"skills": ["syn_vis_hand"]}, tiny={"tokenizer": "word_broad"}),
-     r"\['syn_vis_hand'\] need model.tiny.tokenizer: word_vision \(or byte\), got 'word_broad'"),
+     r"\['syn_vis_hand'\] need model.tiny.tokenizer: word_vision \(or word_broad_vision or byte\), got 'word_broad'"),
     (lambda c: c.update(sweep={"grid": {"recipe": ["llm"], "lr": [1e-4]}}, methods={"llm_lr1e-4": {"recipe": "llm"}}),
      "method name\\(s\\) \\['llm_lr1e-4'\\] also in `methods`"),
     (lambda c: c.update(sweep={"grid": {"recipe": ["sa_prj"], "lr": [1e-4]}}), "unknown recipe 'sa_prj'"),
@@ -149,7 +149,8 @@ def test_command_line_values_get_the_schema_types():
 
 
 def test_research_overlays_plan(cfg):
-    """config/tiny_broad.yaml, tiny_broad8.yaml, tiny_vision.yaml and tiny_wide.yaml merged over the default (as
+    """config/tiny_broad.yaml, tiny_broad8.yaml, tiny_vision.yaml, tiny_priors.yaml, tiny_wide.yaml and
+    tiny_wide512.yaml merged over the default (as
     benchmarks/default_finding.py --overlay does) give a valid plan with what they change."""
     from snakemake.utils import update_config
 
@@ -160,8 +161,12 @@ def test_research_overlays_plan(cfg):
          and p.base_training["hparams"]["steps"] == 4200),
         ("tiny_vision.yaml", lambda p, c: sum(s.startswith("syn_vis_") for s in p.base_training["skills"]) == 4
          and c["model"]["tiny"]["tokenizer"] == "word_vision" and p.base_training["hparams"]["steps"] == 3600),
+        ("tiny_priors.yaml", lambda p, c: len(p.base_training["skills"]) == 16
+         and c["model"]["tiny"]["tokenizer"] == "word_broad_vision" and p.base_training["hparams"]["steps"] == 4800),
         ("tiny_wide.yaml", lambda p, c: c["model"]["tiny"]["hidden_size"] == 256
          and c["model"]["tiny"]["num_layers"] == 4),
+        ("tiny_wide512.yaml", lambda p, c: c["model"]["tiny"]["hidden_size"] == 512
+         and c["model"]["tiny"]["intermediate_size"] == 2048 and c["model"]["tiny"]["tokenizer"] == "word"),
     ):
         merged = copy.deepcopy(cfg)
         update_config(merged, yaml.safe_load((ROOT / "config" / name).read_text()))

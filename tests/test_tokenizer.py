@@ -8,10 +8,10 @@ from lmmcl.data.synthetic import SKILLS, generate, vocabulary_texts
 from lmmcl.models.tiny import TinySpec, build_tokenizer, word_vocabulary
 
 
-@pytest.mark.parametrize("kind", ["word", "word_broad", "word_vision"])
+@pytest.mark.parametrize("kind", ["word", "word_broad", "word_vision", "word_broad_vision"])
 def test_every_skill_text_round_trips_in_few_tokens(kind):
     tok = build_tokenizer(kind)
-    broad, vision = kind == "word_broad", kind == "word_vision"
+    broad, vision = "broad" in kind, "vision" in kind
     assert tok.unk_token_id not in tok(" ".join(vocabulary_texts(broad, vision)), add_special_tokens=False)["input_ids"]
     skills = set(SKILLS) - (set() if broad else set(BROAD_SKILLS)) - (set() if vision else set(VISION_SKILLS))
     for skill in sorted(skills):
@@ -53,6 +53,8 @@ def test_vision_skills_leave_the_other_vocabularies_alone():
     assert len(word) == 217 and len(broad) == 378 and set(word) < set(vision)
     assert " coarse" in vision and " coarse" not in word and " coarse" not in broad
     assert " hollow" not in vision  # the broad prior's words stay out
+    both = build_tokenizer("word_broad_vision").get_vocab()  # the two priors combined: a union
+    assert set(both) == set(broad) | set(vision)
 
 
 def test_vision_skills_draw_what_they_ask():

@@ -558,4 +558,5 @@ from .vision_skills import VISION_SKILLS  # noqa: E402
 SKILLS.update(BROAD_SKILLS)
 SKILLS.update(VISION_SKILLS)
 # the prefix that marks each prior's skills -> the tiny tokenizers whose vocabulary has their words
-PRIOR_TOKENIZERS = {"syn_broad_": ("word_broad", "byte"), "syn_vis_": ("word_vision", "byte")}
+PRIOR_TOKENIZERS = {"syn_broad_": ("word_broad", "word_broad_vision", "byte"),
+                    "syn_vis_": ("word_vision", "word_broad_vision", "byte")}

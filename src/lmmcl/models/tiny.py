@@ -47,7 +47,7 @@ class TinySpec:
     image_size: int = 32
     patch_size: int = 8
     max_position_embeddings: int = 512
-    tokenizer: str = "word"  # word | word_broad | word_vision | byte (TOKENIZERS)
+    tokenizer: str = "word"  # word | word_broad | word_vision | word_broad_vision | byte (TOKENIZERS)
 
     def __post_init__(self):
         if self.tokenizer not in TOKENIZERS:
@@ -145,6 +145,8 @@ TOKENIZERS = {"word": build_word_tokenizer,
               "word_broad": lambda: build_word_tokenizer(broad=True),
               # word + the vision prior's words (lmmcl.data.vision_skills, config/tiny_vision.yaml)
               "word_vision": lambda: build_word_tokenizer(vision=True),
+              # word + both priors' words (config/tiny_priors.yaml: the two priors combined)
+              "word_broad_vision": lambda: build_word_tokenizer(broad=True, vision=True),
               "byte": build_byte_tokenizer_tiny}
 
 
