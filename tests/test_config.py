@@ -150,7 +150,7 @@ def test_command_line_values_get_the_schema_types():
 
 def test_research_overlays_plan(cfg):
     """config/tiny_broad.yaml, tiny_broad8.yaml, tiny_vision.yaml, tiny_priors.yaml, tiny_wide.yaml and
-    tiny_wide512.yaml merged over the default (as
+    tiny_narrow.yaml merged over the default (as
     benchmarks/default_finding.py --overlay does) give a valid plan with what they change."""
     from snakemake.utils import update_config
 
@@ -165,8 +165,8 @@ def test_research_overlays_plan(cfg):
          and c["model"]["tiny"]["tokenizer"] == "word_broad_vision" and p.base_training["hparams"]["steps"] == 4800),
         ("tiny_wide.yaml", lambda p, c: c["model"]["tiny"]["hidden_size"] == 256
          and c["model"]["tiny"]["num_layers"] == 4),
-        ("tiny_wide512.yaml", lambda p, c: c["model"]["tiny"]["hidden_size"] == 512
-         and c["model"]["tiny"]["intermediate_size"] == 2048 and c["model"]["tiny"]["tokenizer"] == "word"),
+        ("tiny_narrow.yaml", lambda p, c: c["model"]["tiny"]["hidden_size"] == 64
+         and c["model"]["tiny"]["intermediate_size"] == 256 and c["model"]["tiny"]["tokenizer"] == "word"),
     ):
         merged = copy.deepcopy(cfg)
         update_config(merged, yaml.safe_load((ROOT / "config" / name).read_text()))
