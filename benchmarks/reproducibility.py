@@ -2,20 +2,31 @@
 
     .venv/bin/python benchmarks/reproducibility.py                  # 2 runs of the default (~2 x make run)
     .venv/bin/python benchmarks/reproducibility.py --native         # + 2 runs with numerics: native
+    .venv/bin/python benchmarks/reproducibility.py --only-a          # run A only (B takes ~4x as long)
     .venv/bin/python benchmarks/reproducibility.py --update-reference
 
 Runs the default config (`config/config.yaml`, one seed) through the real workflow, from fresh
 data, in two fresh folders:
   A: `snakemake --cores 2`
   B: `snakemake --cores 1` with the CPU capped to AVX2, a stand-in for another machine (our matrix
-     kernel's AVX2 path instead of AVX-512; oneMKL, oneDNN, NumPy and glibc's libm dispatch capped)
+     kernel's AVX2 path instead of AVX-512; oneMKL, oneDNN, NumPy and glibc's libm dispatch capped;
+     every oneMKL vector-math result one ulp off, as another CPU's oneMKL may round it:
+     tests/vml_shim.c, preloaded)
 and compares each run's scores.csv byte for byte with the other and with the committed reference
 `benchmarks/reference/tiny_default_scores.csv` (the README's numbers), printing the Learning /
 HeldOut_mean of each method and every score that differs. `--native` repeats A and B with
 `numerics: native` (torch's CPU defaults) and prints how far those two runs' tables drift apart:
 the machine dependence that portable numerics remove. `--update-reference` writes run A's
-scores.csv as the new reference (after an intended change of the default). Exit status 1 if a
-portable run differs from the reference.
+scores.csv as the new reference (after an intended change of the default), to be committed with
+`lmmcl fingerprint > benchmarks/reference/fingerprint.txt`. Exit status 1 if a portable run
+differs from the reference.
+
+Measured (docs/reproducibility.md has the fingerprints): the reference written at commit 8283b09
+on an Intel Xeon (family 6, model 207; Debian 12, glibc 2.36, gcc 12.2) was not what an AMD EPYC
+(family 25, model 17, Zen 4; the same software) gave: 120 of 192 scores differed (oneMKL's vector
+math; fixed). The current reference was written after the fix on that AMD EPYC (run A); its
+fingerprint, also written there, agrees with qemu-x86_64 running an Intel CPUID for the lines it
+ran (data, init, 1, 2 and 10 steps); the Intel machine itself was not available again.
 """
 from __future__ import annotations
 
@@ -64,6 +75,16 @@ def run_default(work: Path, cores: int, env_extra: dict, numerics: str = "portab
     return work / "results" / EXPERIMENT, seconds
 
 
+def vml_perturbed(work: Path) -> dict:
+    """The environment that preloads tests/vml_shim.c (built here) in its perturbing mode."""
+    out = work / "vml_shim.so"
+    if not out.is_file():
+        cc = os.environ.get("CC", "cc")
+        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(ROOT / "tests" / "vml_shim.c"), "-ldl"],
+                       check=True)
+    return {"LD_PRELOAD": str(out), "LMMCL_VML_SHIM": "perturb"}
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -84,17 +105,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, help="default: a new temporary folder")
     ap.add_argument("--native", action="store_true", help="also run numerics: native with and without the cap")
+    ap.add_argument("--only-a", action="store_true", help="run A only, no stand-in machine (B takes ~4x as long)")
     ap.add_argument("--update-reference", action="store_true", help=f"write run A's scores.csv to {REFERENCE}")
     a = ap.parse_args()
     work = a.workdir or Path(tempfile.mkdtemp(prefix="lmmcl_repro_"))
     res_a, sec_a = run_default(work / "A_cores2", 2, {})
-    res_b, sec_b = run_default(work / "B_cores1_avx2", 1, AVX2_MACHINE)
+    if a.only_a:
+        res_b, sec_b = res_a, 0.0
+    else:
+        res_b, sec_b = run_default(work / "B_cores1_avx2", 1, {**AVX2_MACHINE, **vml_perturbed(work)})
     pd.set_option("display.width", 160)
-    print(f"\nrun A (--cores 2): {sec_a:.0f} s; run B (--cores 1, CPU capped to AVX2): {sec_b:.0f} s")
+    print(f"\nrun A (--cores 2): {sec_a:.0f} s" + ("" if a.only_a else f"; run B (--cores 1, the stand-in machine): {sec_b:.0f} s"))
     print("\nLearning / HeldOut (pp) of run A:\n" + table(res_a).to_string(float_format=lambda v: f"{v:+.1f}"))
     same_ab = sha(res_a / "scores.csv") == sha(res_b / "scores.csv")
-    print(f"\nscores.csv A vs B: {'byte-identical' if same_ab else 'DIFFERENT'} (sha256 {sha(res_a / 'scores.csv')[:16]}"
-          f"{'' if same_ab else ' vs ' + sha(res_b / 'scores.csv')[:16]})")
+    if not a.only_a:
+        print(f"\nscores.csv A vs B: {'byte-identical' if same_ab else 'DIFFERENT'} (sha256 {sha(res_a / 'scores.csv')[:16]}"
+              f"{'' if same_ab else ' vs ' + sha(res_b / 'scores.csv')[:16]})")
     if not same_ab:
         print(differing_scores(res_a / "scores.csv", res_b / "scores.csv").to_string())
     status = 0 if same_ab else 1
@@ -103,7 +129,7 @@ def main() -> int:
         shutil.copyfile(res_a / "scores.csv", REFERENCE)
         print(f"wrote {REFERENCE}")
     elif REFERENCE.is_file():
-        for name, res in (("A", res_a), ("B", res_b)):
+        for name, res in (("A", res_a),) + ((("B", res_b),) if not a.only_a else ()):
             same = sha(res / "scores.csv") == sha(REFERENCE)
             print(f"scores.csv {name} vs {REFERENCE.relative_to(ROOT)}: {'byte-identical' if same else 'DIFFERENT'}")
             if not same:
@@ -113,7 +139,8 @@ def main() -> int:
         print(f"no reference at {REFERENCE} (--update-reference writes one)")
     if a.native:
         nat_a, _ = run_default(work / "C_native_cores2", 2, {}, numerics="native")
-        nat_b, _ = run_default(work / "D_native_cores1_avx2", 1, NATIVE_AVX2_MACHINE, numerics="native")
+        nat_b, _ = run_default(work / "D_native_cores1_avx2", 1, {**NATIVE_AVX2_MACHINE, **vml_perturbed(work)},
+                               numerics="native")
         ta, tb = table(nat_a), table(nat_b)
         same = sha(nat_a / "scores.csv") == sha(nat_b / "scores.csv")
         print(f"\nnumerics: native, the same two machines: scores.csv {'byte-identical' if same else 'different'}")

@@ -14,3 +14,21 @@ def tiny_model():
     from lmmcl.models.tiny import TinySpec, build_tiny_llava
 
     return build_tiny_llava(TinySpec(), seed=0)
+
+
+@pytest.fixture(scope="session")
+def vml_shim(tmp_path_factory):
+    """tests/vml_shim.c built: preloaded (LD_PRELOAD), it counts every oneMKL vector-math call
+    libtorch_cpu makes, and with LMMCL_VML_SHIM=perturb moves each result by one ulp, as another
+    CPU's oneMKL code path may round it: a stand-in for a second machine."""
+    import subprocess
+    from pathlib import Path
+
+    from lmmcl.numerics import kernel
+
+    out = tmp_path_factory.mktemp("shim") / "vml_shim.so"
+    src = Path(__file__).with_name("vml_shim.c")
+    p = subprocess.run([*kernel._compiler().split(), "-shared", "-fPIC", "-O1", "-o", str(out), str(src), "-ldl"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return out

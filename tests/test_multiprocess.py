@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lmmcl.data.synthetic import write_skill
-from lmmcl.train.stage import build_base, train_stage
+from lmmcl.train.stage import build_base
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -49,10 +49,15 @@ def runs(tmp_path_factory):
                data=[work / "data/syn_color/train.parquet"], tracking={"report_to": []},
                hparams={"lr": 3e-3, "steps": 150, "batch_size": 8, "warmup_ratio": 0.0, "role_lr": {}})
     base = work / "results/mp/base/manifest.json"
-    # one process, batch 8 ...
-    train_stage(parent_manifest=base, data=[work / "data/syn_birds/train.parquet"],
-                out_manifest=work / "results/mp/one/stage1_syn_birds/manifest.json", method="one",
-                recipe="sa_proj", hparams={**HP, "batch_size": 8}, stage=1, task="syn_birds", threads=1)
+    # one process, batch 8 (through the CLI, as the workflow runs it: under `numerics: portable`, like
+    # the two ranks; this pytest process runs torch's native CPU kernels, which differ by machine) ...
+    one = subprocess.run(
+        [str(BIN / "lmmcl"), "train-stage", "--parent", str(base), "--data", str(work / "data/syn_birds/train.parquet"),
+         "--method", "one", "--recipe", "sa_proj", "--hparams", json.dumps({**HP, "batch_size": 8}), "--stage", "1",
+         "--task", "syn_birds", "--threads", "1", "--tracking", '{"report_to": []}',
+         "--out", str(work / "results/mp/one/stage1_syn_birds/manifest.json")],
+        env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"), capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-4000:]
     # ... and two processes of batch 4: the same 8 examples per optimizer step
     stage2 = work / "results/mp/two/stage1_syn_birds/manifest.json"
     train_writes = launch(
@@ -61,13 +66,14 @@ def runs(tmp_path_factory):
          "--recipe", "sa_proj", "--hparams", json.dumps({**HP, "batch_size": 4}), "--stage", "1",
          "--task", "syn_birds", "--threads", "1", "--out", str(stage2)],
         work, root / "audit_train", root / "train.log")
-    # evaluation of the two-process stage: one process (in-process) and two (accelerate launch)
-    from lmmcl.evaluation.run import evaluate
-    from lmmcl.models.io import checkpoint_of
-
-    evaluate(str(checkpoint_of(stage2)), BENCHES, work / "data", work / "results/mp/evals/two_1proc")
-    evaluate(str(checkpoint_of(work / "results/mp/one/stage1_syn_birds/manifest.json")), BENCHES,
-             work / "data", work / "results/mp/evals/one_1proc")
+    # evaluation of the two-process stage: one process (lmmcl evaluate: portable numerics, like the
+    # ranks) and two (accelerate launch)
+    for manifest, out in ((stage2, "two_1proc"), (work / "results/mp/one/stage1_syn_birds/manifest.json", "one_1proc")):
+        ev = subprocess.run([str(BIN / "lmmcl"), "evaluate", "--manifest", str(manifest), "--benchmarks", *BENCHES,
+                             "--data-root", str(work / "data"), "--out-dir", str(work / "results/mp/evals" / out),
+                             "--threads", "1"], env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"),
+                            capture_output=True, text=True, timeout=300)
+        assert ev.returncode == 0, ev.stderr[-4000:]
     eval_writes = launch(
         [str(BIN / "accelerate"), "launch", "--multi_gpu", "--main_process_port", "0", "--num_processes", "2",
          AUDITED, "evaluate", "--manifest", str(stage2), "--benchmarks", *BENCHES, "--data-root",
@@ -101,7 +107,11 @@ def test_two_process_stage_equals_one_process_stage(runs):
     assert sorted(one) == sorted(two) and len(one) == 8
     diff = max((one[k] - two[k]).abs().max().item() for k in one)
     print(f"\nmax |w_2proc - w_1proc| = {diff:.2e}")
-    assert diff < 1e-6
+    # Not bit-equal by construction (two ranks average half-batch gradients, one process sums the
+    # batch in one chain): bounded by AdamW's arithmetic, 2 * R * lr * steps with R = 3.16, and
+    # within that by 1e-6 here, a value that is the same on every machine passing the fingerprint
+    # gate, since both sides run under numerics: portable (tests/test_deepspeed.py, TOLERANCE).
+    assert diff <= 2 * (1 - 0.9) / (1 - 0.999) ** 0.5 * HP["lr"] * HP["steps"] and diff < 1e-6
     m1, m2 = (json.loads((res / f"{m}/stage1_syn_birds/manifest.json").read_text())["metrics"] for m in ("one", "two"))
     assert m2["loss_first_log"] == pytest.approx(m1["loss_first_log"], rel=1e-5)
     assert m2["loss_last_log"] == pytest.approx(m1["loss_last_log"], rel=1e-5)

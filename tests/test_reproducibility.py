@@ -1,8 +1,10 @@
 """Same config + seed -> the same numbers on another CPU and with another --cores (goal of
 docs/reproducibility.md), checked on one machine: the run is repeated with `--cores 1` and with
 the CPU capped to AVX2 as a stand-in for another machine (our matrix kernel's AVX2 path instead
-of AVX-512, oneMKL/oneDNN/NumPy dispatch and glibc's libm variants capped) and must give
-byte-identical data, checkpoints, answers and scores.csv."""
+of AVX-512, oneMKL/oneDNN/NumPy dispatch and glibc's libm variants capped, and every oneMKL
+vector-math result one ulp off, as another CPU's oneMKL may round it: tests/vml_shim.c) and must
+give byte-identical data, checkpoints, answers and scores.csv. tests/test_fingerprint.py compares
+this machine with the committed reference machine."""
 from __future__ import annotations
 
 import hashlib
@@ -46,9 +48,10 @@ def digests(wd: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, vml_shim):
     base = tmp_path_factory.mktemp("repro")
-    return run(base / "cores2", 2, {}), run(base / "cores1_avx2", 1, AVX2_MACHINE)
+    other = {**AVX2_MACHINE, "LD_PRELOAD": str(vml_shim), "LMMCL_VML_SHIM": "perturb"}
+    return run(base / "cores2", 2, {}), run(base / "cores1_avx2", 1, other)
 
 
 @pytest.mark.slow

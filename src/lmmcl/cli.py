@@ -159,6 +159,24 @@ def cmd_probe_layers(a):
     print(f"wrote {a.out_json} and {a.out_png}")
 
 
+def cmd_fingerprint(a):
+    from . import fingerprint as fp
+
+    reference = fp.read(a.reference) if a.reference else None  # a missing file fails before the work
+    print("# machine")
+    for line in fp.machine():
+        print(line)
+    for k, v in fp.conditions().items():
+        print(f"condition {k}: {v}")
+    print(f"# data, initial model, base after N steps (numerics: portable, {fp.THREADS} threads): sha256[:32]", flush=True)
+    lines = fp.compute(a.steps, progress=lambda line: print(line, flush=True))
+    if reference is not None:
+        status, text = fp.verdict(reference, lines, fp.conditions(), name=str(a.reference))
+        print(text)
+        if status:
+            sys.exit(status)
+
+
 def cmd_recipes(a):
     from . import recipes
 
@@ -184,7 +202,7 @@ def _probe_args(s):
 def _numerics_args(s, threads=True):
     """How this process computes on the CPU (lmmcl.numerics): set before torch is imported."""
     s.add_argument("--numerics", choices=["portable", "native"], default=None,
-                   help="portable (default, or $LMMCL_NUMERICS): the same bits on every x86-64 CPU; native: "
+                   help="portable (default, or $LMMCL_NUMERICS): the same bits on every x86-64 CPU with AVX2+FMA and the same glibc; native: "
                         "torch's CPU defaults (faster on AVX-512, numbers depend on the CPU)")
     if threads:
         s.add_argument("--threads", type=int, help="torch threads of this process (part of the numbers: keep it fixed)")
@@ -236,6 +254,13 @@ def _training_commands(sub):
     s.add_argument("--out", required=True, help="manifest.json to write")
     _tracking_arg(s)
     s.set_defaults(func=cmd_build_base)
+
+    s = sub.add_parser("fingerprint", help="the default's data, initial model and first steps as sha256: where this machine "
+                       "stands against the reference numbers (docs/reproducibility.md)")
+    s.add_argument("--steps", type=int, nargs="+", default=[1, 2, 10, 100], help="base pre-training steps to hash")
+    s.add_argument("--reference", type=Path, help="compare with this fingerprint file (e.g. "
+                   "benchmarks/reference/fingerprint.txt); exit status 1 at a difference inside its condition")
+    s.set_defaults(func=cmd_fingerprint, numerics="portable", threads=2)
 
     s = sub.add_parser("train-stage", help="train one stage from its parent's checkpoint")
     s.add_argument("--parent", required=True, help="parent manifest.json (previous stage or base)")

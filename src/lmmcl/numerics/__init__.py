@@ -1,8 +1,9 @@
 """CPU numerics of every process that computes: the same bits on every machine, or the fastest.
 
 `portable` (the default): the same config and seed give bit-identical weights and scores on any
-x86-64 CPU (AVX2 or newer, Intel or AMD) whatever the thread count; measured and explained in
-docs/reproducibility.md. What it fixes, each measured to change the last bits on its own:
+x86-64 CPU (AVX2 and FMA, Intel or AMD) whatever the thread count, given the same C library
+(glibc's libm rounds exp, sin, ... in ATen's scalar code and in elementwise.py); measured and
+explained in docs/reproducibility.md. What it fixes, each measured to change the last bits on its own:
 - matrix products: our kernel (lmmcl.numerics.kernel, one fma chain per output element) in
   place of oneMKL's CPU-specific ones (overrides.py); attention as explicit products (eager);
 - ATen's vectorised kernels (elementwise ops, reductions, softmax, random init): pinned to their
@@ -78,9 +79,10 @@ def configure(mode: str | None = None, threads: int | None = None) -> str:
         torch.set_num_threads(int(threads))
     if mode == "portable":
         torch.backends.mkldnn.enabled = False
-        from . import overrides
+        from . import elementwise, overrides
 
         overrides.install()
+        elementwise.install()
     _active = mode
     return mode
 

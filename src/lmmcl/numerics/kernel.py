@@ -1,9 +1,10 @@
-"""Build, load and call the portable matrix kernel (`gemm.c`: one fma chain per output element).
+"""Build, load and call the portable kernels: matrix products (`gemm.c`: one fma chain per output
+element) and elementwise math functions (`unary.c`: the IEEE square root, the C library's libm).
 
-The C file is compiled once per machine kind into a cache folder (`LMMCL_KERNEL_DIR`, default
+The C files are compiled into one library once per machine kind into a cache folder (`LMMCL_KERNEL_DIR`, default
 `~/.cache/lmmcl/kernels`) with the system's C compiler (`$CC`, else `cc`), then loaded with
 ctypes: no build step at install, no torch headers, under a second to compile. The file name
-carries a hash of the source and the flags, so an edited kernel is rebuilt, and it is written
+carries a hash of the sources and the flags, so an edited kernel is rebuilt, and it is written
 under a temporary name and renamed, so processes that build it at the same time never load a
 half-written library.
 
@@ -21,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("gemm.c")
+SOURCES = (Path(__file__).with_name("gemm.c"), Path(__file__).with_name("unary.c"))
 # -ffp-contract=off: the compiler never fuses a*b+c on its own; every fma is written out
 FLAGS = ["-O3", "-shared", "-fPIC", "-fopenmp", "-ffp-contract=off"]
 ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
@@ -44,14 +45,14 @@ def _compiler() -> str:
     cc = os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
     if not cc or not shutil.which(cc.split()[0]):
         raise KernelBuildError(
-            "numerics: portable needs a C compiler to build its matrix kernel once (none of $CC, cc, gcc, "
+            "numerics: portable needs a C compiler to build its kernels once (none of $CC, cc, gcc, "
             "clang found); install one (Debian: apt install gcc) or set numerics: native in the config")
     return cc
 
 
 def library_path() -> Path:
-    tag = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
-    return kernel_dir() / f"gemm-{tag}-{platform.machine()}.so"
+    tag = hashlib.sha256(b"".join(s.read_bytes() for s in SOURCES) + " ".join(FLAGS).encode()).hexdigest()[:16]
+    return kernel_dir() / f"lmmcl-{tag}-{platform.machine()}.so"
 
 
 def build() -> Path:
@@ -64,9 +65,9 @@ def build() -> Path:
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        p = subprocess.run([*cc.split(), *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True)
+        p = subprocess.run([*cc.split(), *FLAGS, "-o", tmp, *map(str, SOURCES), "-lm"], capture_output=True, text=True)
         if p.returncode != 0:
-            raise KernelBuildError(f"numerics: compiling {SOURCE} with {cc} failed:\n{p.stderr[-2000:]}")
+            raise KernelBuildError(f"numerics: compiling {', '.join(map(str, SOURCES))} with {cc} failed:\n{p.stderr[-2000:]}")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -83,6 +84,9 @@ def library():
         lib.lmmcl_sgemm.argtypes = [_I64] * 4 + [_P, _I64, _I64, _I64] * 2 + [_P, _I64, _I64, ctypes.c_int, ctypes.c_int]
         lib.lmmcl_dgemm.restype = None
         lib.lmmcl_dgemm.argtypes = [_I64] * 4 + [_P, _I64, _I64, _I64] * 2 + [_P, _I64, _I64, ctypes.c_int]
+        for fn in (lib.lmmcl_unary_f32, lib.lmmcl_unary_f64):
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_int, _I64, _P, _P, ctypes.c_int]
         _lib = lib
     return _lib
 
