@@ -124,3 +124,73 @@ def test_storage_benchmark_predicts_safetensors_size_exactly(tmp_path):
     save_file({k: torch.zeros(s, dtype=torch.bfloat16) for k, s in shapes.items()}, str(tmp_path / "x.safetensors"),
               metadata={"format": "pt"})
     assert bench._safetensors_bytes(shapes, "BF16", 2) == (tmp_path / "x.safetensors").stat().st_size
+
+
+def test_damaged_checkpoint_files_are_named_with_the_rebuild_command(runs, tmp_path, capsys):
+    """A finished stage's delta truncated afterwards (a full quota, a copy cut short), then the next
+    stage run on it: the error names the file and the Snakemake command that rebuilds it, instead
+    of safetensors' bare "invalid header length"."""
+    from lmmcl.models.integrity import CheckpointDamaged, verify
+
+    root, _ = runs
+    work = tmp_path / "results" / "exp" / "seed0"       # the workflow's layout
+    shutil.copytree(root / "base", work / "base")
+    shutil.copytree(root / "delta" / "stage1", work / "m" / "stage1")
+    victim = work / "m" / "stage1" / "model" / "delta.safetensors"
+    verify(victim.parent)                                 # intact: passes
+    victim.write_bytes(victim.read_bytes()[:100])         # truncated
+    with pytest.raises(CheckpointDamaged) as e:
+        load_model(checkpoint_of(work / "m" / "stage1" / "manifest.json"))
+    msg = str(e.value)
+    assert f"{victim}: 100 bytes whose sha256" in msg and "truncated or altered afterwards" in msg
+    assert f"cd {tmp_path} && snakemake --cores 1 --forcerun results/exp/seed0/m/stage1/manifest.json" in msg
+    # the next stage, through the CLI: the same message, as `lmmcl train-stage: error: ...`
+    with pytest.raises(SystemExit) as ex:
+        cli(["train-stage", "--parent", str(work / "m" / "stage1" / "manifest.json"), "--data", str(root / "birds.parquet"),
+             "--method", "m", "--recipe", "sa_proj", "--hparams", json.dumps(HP), "--stage", "2",
+             "--out", str(work / "m" / "stage2" / "manifest.json"), "--tracking", '{"report_to": []}'])
+    assert ex.value.code == 2
+    err = capsys.readouterr().err
+    assert "lmmcl train-stage: error: checkpoint" in err and "is damaged" in err and str(victim) in err
+    # a config file altered, the base's weights deleted: each named
+    (work / "m" / "stage1" / "model" / "config.json").write_text("{}")
+    (work / "base" / "model" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointDamaged, match=r"model\.safetensors: missing"):
+        load_model(checkpoint_of(work / "base" / "manifest.json"))
+    with pytest.raises(CheckpointDamaged, match=r"config\.json: 2 bytes"):
+        verify(work / "m" / "stage1" / "model")
+
+
+def test_a_full_disk_during_a_save_leaves_the_previous_checkpoint(runs, tmp_path, monkeypatch):
+    """The weights writer runs out of space half-way: the stage folder keeps its previous files
+    (same bytes), no temporary folder stays behind, and the error says both."""
+    import errno
+    import os
+
+    import safetensors.torch
+
+    from lmmcl.atomic import WriteFailed
+    from lmmcl.hashing import file_hashes
+
+    root, _ = runs
+    stage = tmp_path / "m" / "stage1"
+    shutil.copytree(root / "base", tmp_path / "base")       # the delta's parent, at the same relative path
+    shutil.copytree(root / "delta" / "stage1", stage)
+    before = file_hashes(stage / "model")
+    model, _ = load_model(checkpoint_of(stage / "manifest.json"))
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 1000)                          # half-written, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    parent = str((tmp_path / "base" / "model").resolve())
+    with pytest.raises(WriteFailed) as e:
+        delta.save_delta(model, dict(model.state_dict()), stage / "model", parent, True)
+    assert e.value.errno == errno.ENOSPC
+    assert f"writing {stage / 'model'} failed (No space left on device)" in str(e.value)
+    assert "nothing was replaced" in str(e.value) and "keeps its previous contents" in str(e.value)
+    assert "free space" in str(e.value)
+    assert file_hashes(stage / "model") == before
+    assert not [p.name for p in stage.iterdir() if p.name.startswith(".")]  # no temporary folder left

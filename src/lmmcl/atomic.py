@@ -13,12 +13,29 @@ that no rule or reader looks for; the rerun writes a new one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+
+# errors of the writing itself (a full disk or quota, an I/O error, a read-only file system), as
+# opposed to a body that fails to read its input
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
+
+
+class WriteFailed(OSError):
+    """Writing a file or folder failed before anything was replaced (a full disk, a quota, an I/O
+    error): the destination is as it was; the message says so and names it."""
+
+    def __init__(self, cause: OSError, path: Path):
+        full = cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        state = "keeps its previous contents" if path.exists() else "was not created"
+        super().__init__(cause.errno, f"writing {path} failed ({cause.strerror or cause}); nothing was replaced: "
+                                      f"{path} {state}" + ("; free space (or raise the quota) and rerun" if full else ""))
 
 
 def _umask() -> int:
@@ -58,9 +75,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRORS and not isinstance(e, WriteFailed):
+            raise WriteFailed(e, Path(path)) from e
         raise
 
 
@@ -100,19 +119,23 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    replacing = False
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
         yield tmp
         for f in tmp.rglob("*"):  # some writers (safetensors) create their files 0600
             if f.is_file() and not f.is_symlink():
                 os.chmod(f, 0o666 & ~_umask())
+        replacing = True
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRORS and not isinstance(e, WriteFailed) and not replacing:
+            raise WriteFailed(e, path) from e
         raise
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import timing
+from .atomic import WriteFailed
 from .models.delta import FORMATS as CHECKPOINT_FORMATS  # stdlib-only module: --help stays fast
 
 
@@ -384,7 +385,7 @@ def main(argv=None):
                 raise ValueError(str(e)) from None
         args.func(args)
         _close_process_group()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, WriteFailed) as e:
         print(f"lmmcl {args.cmd}: error: {e}", file=sys.stderr)
         sys.exit(2)
 

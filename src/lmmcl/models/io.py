@@ -75,8 +75,11 @@ def load_weights(checkpoint: str, dtype="float32", **from_pretrained_kwargs):
     from transformers import AutoModelForImageTextToText
 
     from . import delta
+    from .integrity import verify
 
     root, deltas = delta.chain(checkpoint)
+    for folder in ([Path(root)] if Path(root).is_dir() else []) + deltas:
+        verify(folder)  # damaged files named before a library fails on them (integrity.py)
     model = AutoModelForImageTextToText.from_pretrained(root, dtype=_torch_dtype(dtype), **from_pretrained_kwargs)
     model = attach_method_layers(model, root)
     for folder in deltas:
