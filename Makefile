@@ -1,7 +1,7 @@
 # Two entry points, each setting up .venv itself from a fresh clone:
 #   make run    the default experiment (pass Snakemake arguments with ARGS="...")
 #   make test   the test suite
-# and the lock (requirements/README.md):
+# and the lock (docs/install.md, requirements/lock.py):
 #   make lock        rebuild requirements/lock.txt from requirements/direct.txt (keeps existing pins)
 #   make lock UPGRADE=1   ... re-resolving every pin to the newest allowed release
 #   make check-lock  fail naming every package of .venv that differs from the lock

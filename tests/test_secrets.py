@@ -181,7 +181,7 @@ def test_no_cli_option_takes_a_secret():
 def test_redact_covers_every_secret_env_var(monkeypatch):
     from lmmcl.data.sources.common import SECRET_ENV_VARS, redact
 
-    assert {"FLICKR_API_KEY", "FLICKR_API_SECRET", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} <= set(SECRET_ENV_VARS)
+    assert {"FLICKR_API_KEY", "FLICKR_API_SECRET", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY"} <= set(SECRET_ENV_VARS)
     for name in SECRET_ENV_VARS:
         monkeypatch.setenv(name, SECRETS[name])
     text = "error: " + " ".join(SECRETS[n] for n in SECRET_ENV_VARS)

@@ -34,7 +34,7 @@ from lmmcl.layout import SOURCE_REPORT, split_file
 # flickr.credentials_from_env, the hub token by huggingface_hub itself), never from a config file
 # or a command-line argument (lmmcl.data.sources.reject_secret_options), and redact() removes
 # their values from whatever is logged or written.
-SECRET_ENV_VARS = ("FLICKR_API_KEY", "FLICKR_API_SECRET", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+SECRET_ENV_VARS = ("FLICKR_API_KEY", "FLICKR_API_SECRET", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
 
 
 class BadItem(Exception):
