@@ -27,7 +27,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image, ImageDraw, ImageFont
+
+
+class _LazyModule:
+    """A module imported on its first attribute access. Planning a workflow (Snakemake on a submit
+    node) reads the skill registry, which lives here, in an environment without Pillow
+    (docs/cluster.md); drawing an image needs it, and imports it then."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+Image, ImageDraw, ImageFont = (_LazyModule(f"PIL.{m}") for m in ("Image", "ImageDraw", "ImageFont"))
 
 _SS = 4  # supersampling factor
 

@@ -26,8 +26,7 @@ from __future__ import annotations
 import functools
 import string
 
-from PIL import ImageFont
-
+from .synthetic import ImageFont  # Pillow, imported when a letter is drawn (synthetic._LazyModule)
 from .synthetic import (PATTERNS, SkillSpec, _Canvas, _contrasting_pair, _jitter, _light_bg, clock_face, clock_hub,
                         draw_pattern, pattern_unit, _WORD_STROKE)
 
