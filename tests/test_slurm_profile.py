@@ -159,3 +159,18 @@ def test_cpu_processes_ask_slurm_for_every_cpu(tmp_path):
     assert opt(argv, "--cpus-per-task") == "4", argv                  # 2 processes x 2 threads
     assert not any(a.startswith("--gpus") for a in argv)
     assert "OMP_NUM_THREADS=2 torchrun --standalone --nproc_per_node=2 -m lmmcl.cli train-stage" in out
+
+
+def test_a_job_with_fewer_gpus_than_processes_stops_naming_both():
+    """A per-rule `gpu` below resources.gpus: the ranks of a 4-process launch on a node that shows
+    1 GPU stop before any work, with what they have and what to change (lmmcl.allocation)."""
+    from lmmcl.allocation import check_gpu_allocation
+
+    check_gpu_allocation({"LOCAL_WORLD_SIZE": "4"}, device_count=4)      # one GPU each
+    check_gpu_allocation({"LOCAL_WORLD_SIZE": "2"}, device_count=0)      # CPU processes (gloo)
+    check_gpu_allocation({}, device_count=1)                             # no launcher
+    with pytest.raises(ValueError) as e:
+        check_gpu_allocation({"LOCAL_WORLD_SIZE": "4", "CUDA_VISIBLE_DEVICES": "0"}, device_count=1)
+    msg = str(e.value)
+    assert "starts 4 processes" in msg and "sees 1 GPU(s) (CUDA_VISIBLE_DEVICES=0)" in msg
+    assert "a per-rule `gpu` in the profile must equal it" in msg and "resources.gpus to 1" in msg

@@ -383,6 +383,9 @@ def main(argv=None):
                     numerics.configure(args.numerics, getattr(args, "threads", None))
             except RuntimeError as e:
                 raise ValueError(str(e)) from None
+            from .allocation import check_gpu_allocation
+
+            check_gpu_allocation()  # under a launcher: a GPU for each process of this node, or a clear error
         args.func(args)
         _close_process_group()
     except (ValueError, FileNotFoundError, WriteFailed) as e:
