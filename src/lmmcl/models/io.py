@@ -33,7 +33,17 @@ def checkpoint_of(manifest_path: str | Path) -> str:
         if not (local / "config.json").is_file():
             raise FileNotFoundError(f"{manifest_path}: checkpoint folder {local} has no config.json")
         return str(local)
-    return ckpt
+    return f"{ckpt}@{m['revision']}" if m.get("revision") else ckpt
+
+
+def split_revision(checkpoint: str) -> tuple[str, str | None]:
+    """("owner/name", revision) of a hub checkpoint written "owner/name@revision" (a pinned
+    `model.revision`); local folders and plain hub ids come back with None."""
+    if "@" in checkpoint and not Path(checkpoint).exists():
+        name, _, revision = checkpoint.rpartition("@")
+        if name.count("/") == 1 and revision:
+            return name, revision
+    return checkpoint, None
 
 
 def resolve_checkpoint(arg: str) -> str:
@@ -80,6 +90,9 @@ def load_weights(checkpoint: str, dtype="float32", **from_pretrained_kwargs):
     root, deltas = delta.chain(checkpoint)
     for folder in ([Path(root)] if Path(root).is_dir() else []) + deltas:
         verify(folder)  # damaged files named before a library fails on them (integrity.py)
+    root, revision = split_revision(root)
+    if revision:
+        from_pretrained_kwargs["revision"] = revision
     model = AutoModelForImageTextToText.from_pretrained(root, dtype=_torch_dtype(dtype), **from_pretrained_kwargs)
     model = attach_method_layers(model, root)
     for folder in deltas:
@@ -97,6 +110,9 @@ def load_processor(checkpoint: str, **kwargs):
     from . import processors  # noqa: F401  registers the image-only processors (no torchvision)
 
     root, _ = delta.chain(checkpoint)
+    root, revision = split_revision(root)
+    if revision:
+        kwargs["revision"] = revision
     return AutoProcessor.from_pretrained(root, **kwargs)
 
 

@@ -184,7 +184,10 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
     out_manifest = Path(out_manifest)
     fields = manifests.base_fields(experiment=experiment, family=model_cfg["family"])
     if model_cfg["family"] != "tiny_llava":
+        # model.revision pins the hub checkpoint (a commit, tag or branch): recorded here, and every
+        # loader of this base asks the hub for exactly it (models.io.checkpoint_of: "<id>@<revision>")
         return manifests.write(out_manifest, {**fields, "checkpoint": model_cfg["checkpoint"],
+                                              "revision": model_cfg.get("revision"),
                                               "checkpoint_is_local": False, "config_hash": config_hash(model_cfg)})
 
     from ..models.tiny import TinySpec, build_tiny_llava
