@@ -167,12 +167,13 @@ def cmd_fingerprint(a):
     print("# machine")
     for line in fp.machine():
         print(line)
-    for k, v in fp.conditions().items():
+    here = fp.conditions()
+    for k, v in here.items():
         print(f"condition {k}: {v}")
     print(f"# data, initial model, base after N steps (numerics: portable, {fp.THREADS} threads): sha256[:32]", flush=True)
     lines = fp.compute(a.steps, progress=lambda line: print(line, flush=True))
     if reference is not None:
-        status, text = fp.verdict(reference, lines, fp.conditions(), name=str(a.reference))
+        status, text = fp.verdict(reference, lines, here, name=str(a.reference))
         print(text)
         if status:
             sys.exit(status)

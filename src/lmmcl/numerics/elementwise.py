@@ -13,11 +13,10 @@ and a generation call no VML function at all.
 """
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from . import kernel
+from .overrides import register_cpu
 
 # operator -> its code in unary.c (the same order as its enum)
 OPS = ("sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "tanh", "erf", "erfc", "erfinv",
@@ -95,9 +94,4 @@ def install() -> None:
     if kernel.library().lmmcl_unary_op_count() != len(OPS):
         raise RuntimeError(f"numerics: unary.c has {kernel.library().lmmcl_unary_op_count()} functions, "
                            f"elementwise.OPS {len(OPS)}")
-    lib = torch.library.Library("aten", "IMPL")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Overriding a previously registered kernel": the point
-        for key, fn in KERNELS.items():
-            lib.impl(key, fn, "CPU")
-    _LIBRARY = lib
+    _LIBRARY = register_cpu(KERNELS)

@@ -118,9 +118,15 @@ def install() -> None:
     if _LIBRARY is not None:
         return
     kernel.library()  # build/load first: a missing compiler fails here, before anything is replaced
+    _LIBRARY = register_cpu(KERNELS)
+
+
+def register_cpu(kernels: dict):
+    """A torch.library that registers each kernel as the CPU implementation of its aten operator
+    ("mm", "mm.out", "sqrt_", ...); keep it referenced, or the registrations go with it."""
     lib = torch.library.Library("aten", "IMPL")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Overriding a previously registered kernel": the point
-        for name, fn in KERNELS.items():
+        for name, fn in kernels.items():
             lib.impl(name, fn, "CPU")
-    _LIBRARY = lib
+    return lib
