@@ -16,13 +16,14 @@ named; inside it, any difference is a failure.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import platform
 import re
 import subprocess
 import tempfile
 from pathlib import Path
+
+from .hashing import sha256_file
 
 # the default's training splits (config/config.yaml: data.synthetic, seed 0, 32 px) and base
 SPLITS = {"syn_color": 2000, "syn_shape": 2000, "syn_position": 2000, "syn_prior": 4000, "syn_birds": 2000,
@@ -35,7 +36,7 @@ THREADS = 2
 
 
 def _sha(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
+    return sha256_file(path)[:32]
 
 
 def libc() -> str:
