@@ -12,9 +12,11 @@ LOCK  := requirements/lock.txt
 CORES ?= 2
 ARGS  ?=
 PYTEST_ARGS ?=
-# Extra pip options, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" where
-# the CPU torch wheel (torch==2.13.0+cpu) is not on a local wheel path.
+# Extra pip options for every install (e.g. a proxy or a mirror); none are needed.
 PIP_ARGS ?=
+# The lock's CPU torch (torch==<version>+cpu) is on PyTorch's CPU index, not on PyPI: `make install`
+# takes it from pip's configured indexes / wheel paths when they have it, else from this index.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 UPGRADE ?=
 # DeepSpeed installs from its sdist: build none of its C++/CUDA ops at install time (the CPU tests
 # JIT-build the one they use, the shared-memory comm op, on first use; docs/cluster.md).
@@ -32,6 +34,9 @@ install: $(STAMP)
 $(STAMP): $(LOCK) pyproject.toml
 	python3 -m venv --clear $(VENV)
 	$(BIN)/python -m pip install -q $(PIP_ARGS) --no-deps "$$(grep -i '^pip==' $(LOCK))"
+	$(BIN)/python -m pip install -q $(PIP_ARGS) --no-deps "$$(grep '^torch==' $(LOCK))" 2>/dev/null || \
+	  { echo "$$(grep '^torch==' $(LOCK)) is not on pip's indexes here: taking it from $(TORCH_CPU_INDEX)"; \
+	    $(BIN)/python -m pip install -q $(PIP_ARGS) --no-deps --extra-index-url $(TORCH_CPU_INDEX) "$$(grep '^torch==' $(LOCK))"; }
 	$(BIN)/python -m pip install -q $(PIP_ARGS) --no-deps -r $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python requirements/lock.py check --python $(BIN)/python

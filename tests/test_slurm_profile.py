@@ -125,7 +125,9 @@ def test_dry_run_prints_the_multi_gpu_launch(tmp_path):
     assert p.returncode == 0, out[-3000:]
     assert not log.exists()                          # a dry run submits nothing
     train = [l for l in out.splitlines() if "train-stage" in l]
-    assert train and all("--nproc_per_node=4" in l for l in train), train[:2]
+    assert train and all("LMMCL_GPUS=4 torchrun --standalone --nproc_per_node=4" in l for l in train), train[:2]
+    evals = [l for l in out.splitlines() if "lmmcl.cli evaluate" in l]
+    assert evals and all("LMMCL_GPUS=4 accelerate launch" in l for l in evals), evals[:2]
 
 
 def test_local_profile_limits_gpu_jobs(tmp_path):
@@ -174,3 +176,17 @@ def test_a_job_with_fewer_gpus_than_processes_stops_naming_both():
     msg = str(e.value)
     assert "starts 4 processes" in msg and "sees 1 GPU(s) (CUDA_VISIBLE_DEVICES=0)" in msg
     assert "a per-rule `gpu` in the profile must equal it" in msg and "resources.gpus to 1" in msg
+
+
+def test_a_gpu_job_whose_torch_sees_no_gpu_stops_saying_why():
+    """The rules tell a GPU job's processes their GPU count (LMMCL_GPUS); a torch that sees none
+    stops before any work: a CPU build (the laptop lock on a GPU node) or a driver too old for the
+    CUDA build, never a 7 B stage on the CPU."""
+    from lmmcl.allocation import check_gpu_allocation
+
+    check_gpu_allocation({"LMMCL_GPUS": "1"}, device_count=1, cuda_build="13.0")
+    with pytest.raises(ValueError, match=r"given 4 GPU\(s\).*CUDA_VISIBLE_DEVICES=0,1,2,3.*CPU build.*lock-cluster.txt"):
+        check_gpu_allocation({"LMMCL_GPUS": "4", "LOCAL_WORLD_SIZE": "4", "CUDA_VISIBLE_DEVICES": "0,1,2,3"},
+                             device_count=0, cuda_build=None)
+    with pytest.raises(ValueError, match=r"given 1 GPU\(s\).*built for CUDA 13.0.*driver"):
+        check_gpu_allocation({"LMMCL_GPUS": "1"}, device_count=0, cuda_build="13.0")

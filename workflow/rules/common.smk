@@ -56,6 +56,11 @@ CONDA_ENV = "../../envs/lmmcl.yaml"  # relative to the rule files (workflow/rule
 os.environ.setdefault("LMMCL_REPO", str(Path(workflow.basedir).resolve().parent))
 
 
+# A GPU job tells its processes how many GPUs it was given: a rank whose torch sees none (a CPU
+# torch, a driver too old for its CUDA) stops at once saying which (lmmcl.allocation)
+GPU_ENV = f"LMMCL_GPUS={RESOURCES['gpus']} " if RESOURCES["gpus"] >= 1 else ""
+
+
 # The resources of a training/evaluation job besides its launcher (train_launch / eval_launch)
 PROCESS_RESOURCES = dict(gpu=RESOURCES["gpus"], processes=CPU_PROCS)
 
@@ -69,7 +74,7 @@ def train_launch(wildcards, threads):
     DeepSpeed always runs under torchrun (it reads the launcher's RANK/WORLD_SIZE), on CPU with
     its CPU accelerator (DS_ACCELERATOR=cpu: gloo without oneCCL)."""
     if RESOURCES["gpus"] >= 1:
-        return f"torchrun --standalone --nproc_per_node={RESOURCES['gpus']} -m lmmcl.cli"
+        return f"{GPU_ENV}torchrun --standalone --nproc_per_node={RESOURCES['gpus']} -m lmmcl.cli"
     if CPU_PROCS > 1 or DEEPSPEED_JSON:
         return (f"{'DS_ACCELERATOR=cpu ' if DEEPSPEED_JSON else ''}OMP_NUM_THREADS={RESOURCES['train_threads']} "
                 f"torchrun --standalone --nproc_per_node={CPU_PROCS} -m lmmcl.cli")
@@ -80,8 +85,10 @@ def eval_launch(wildcards, threads):
     """`lmmcl evaluate`, or accelerate launch data parallel over the GPUs / CPU processes
     (`--multi_gpu` is accelerate's name for its torchrun launcher; port 0 = a free one)."""
     if RESOURCES["gpus"] > 1:
-        return (f"accelerate launch --main_process_port 0 --num_processes {RESOURCES['gpus']} "
+        return (f"{GPU_ENV}accelerate launch --main_process_port 0 --num_processes {RESOURCES['gpus']} "
                 "-m lmmcl.cli evaluate")
+    if RESOURCES["gpus"] == 1:
+        return f"{GPU_ENV}lmmcl evaluate"
     if CPU_PROCS > 1:
         return (f"OMP_NUM_THREADS={RESOURCES['eval_threads']} accelerate launch --multi_gpu "
                 f"--main_process_port 0 --num_processes {CPU_PROCS} -m lmmcl.cli evaluate")
