@@ -170,7 +170,7 @@ def stage_dirs(wd: Path, zero: str) -> dict:
 def test_workflow_trains_chained_zero_stages_evaluates_and_tabulates(ds_runs, zero):
     wd = ds_runs
     log = (wd / f"run_{zero}.log").read_text()
-    assert "DS_ACCELERATOR=cpu OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 -m lmmcl.cli train-stage" in log
+    assert "DS_ACCELERATOR=cpu OMP_NUM_THREADS=1 torchrun --standalone --shutdown-timeout 900 --nproc_per_node=2 -m lmmcl.cli train-stage" in log
     assert f"--deepspeed {ROOT / 'config/deepspeed' / zero}.json" in log
     for (m, k), d in stage_dirs(wd, zero).items():
         man = json.loads((d / "manifest.json").read_text())
@@ -258,20 +258,43 @@ def zero_stage_cmd(root: Path, out: str) -> list[str]:
             "--out", str(root / out / "manifest.json")]
 
 
-@pytest.mark.slow
-def test_kill9_of_a_zero2_stage_then_rerun_matches_uninterrupted(tmp_path):
-    from safetensors.torch import load_file
-
+@pytest.fixture(scope="module")
+def zero2_root(tmp_path_factory):
+    """A tiny base, its data and a ZeRO-2 stage trained in one go: what the interrupted runs must equal."""
     from lmmcl.data.synthetic import write_skill
     from lmmcl.train.stage import build_base
 
-    write_skill("syn_birds", "train", 64, 0, tmp_path / "data/syn_birds/train.parquet")
+    root = tmp_path_factory.mktemp("zero2_resume")
+    write_skill("syn_birds", "train", 64, 0, root / "data/syn_birds/train.parquet")
     build_base(model_cfg={"family": "tiny_llava", "tiny": {"hidden_size": 32, "intermediate_size": 64}},
-               experiment="t", out_manifest=tmp_path / "base/manifest.json", data=[], hparams={},
+               experiment="t", out_manifest=root / "base/manifest.json", data=[], hparams={},
                tracking={"report_to": []})
-    e = env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
-    subprocess.run(zero_stage_cmd(tmp_path, "straight"), check=True, env=e, capture_output=True, timeout=600)
+    subprocess.run(zero_stage_cmd(root, "straight"), check=True, env=env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1"),
+                   capture_output=True, timeout=600)
+    return root
 
+
+def rerun_matches_uninterrupted(root: Path, out: str, e: dict, cmd=None) -> tuple[dict, float]:
+    """Rerun a stopped ZeRO-2 stage: it resumes, finishes, and its delta equals the uninterrupted one."""
+    from safetensors.torch import load_file
+
+    rerun = subprocess.run(cmd or zero_stage_cmd(root, out), env=e, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert "resuming from in-stage checkpoint" in rerun.stdout
+    man = json.loads((root / out / "manifest.json").read_text())
+    assert man["metrics"]["resumed_from"].startswith("checkpoint-") and man["metrics"]["steps"] == 24
+    assert man["metrics"]["distributed"]["deepspeed"]["zero_stage"] == 2
+    assert not (root / out / "trainer").exists()
+    a = load_file(str(root / "straight/model/delta.safetensors"))
+    b = load_file(str(root / out / "model/delta.safetensors"))
+    assert sorted(a) == sorted(b) and len(a) == 8
+    return man, max((a[n] - b[n]).abs().max().item() for n in a)
+
+
+@pytest.mark.slow
+def test_kill9_of_a_zero2_stage_then_rerun_matches_uninterrupted(zero2_root):
+    tmp_path = zero2_root
+    e = env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     proc = subprocess.Popen(zero_stage_cmd(tmp_path, "killed"), env=e, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     trainer_dir = tmp_path / "killed/trainer"
@@ -295,17 +318,30 @@ def test_kill9_of_a_zero2_stage_then_rerun_matches_uninterrupted(tmp_path):
     kept = sorted(d.name for d in trainer_dir.glob("checkpoint-*"))
     assert any((trainer_dir / k / "latest").is_file() for k in kept), f"no DeepSpeed checkpoint in {kept}"
 
-    rerun = subprocess.run(zero_stage_cmd(tmp_path, "killed"), env=e, capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr[-4000:]
-    assert "resuming from in-stage checkpoint" in rerun.stdout
-    man = json.loads((tmp_path / "killed/manifest.json").read_text())
-    assert man["metrics"]["resumed_from"].startswith("checkpoint-") and man["metrics"]["steps"] == 24
-    assert man["metrics"]["distributed"]["deepspeed"]["zero_stage"] == 2
-    assert not trainer_dir.exists()
-    a = load_file(str(tmp_path / "straight/model/delta.safetensors"))
-    b = load_file(str(tmp_path / "killed/model/delta.safetensors"))
-    assert sorted(a) == sorted(b) and len(a) == 8
-    diff = max((a[n] - b[n]).abs().max().item() for n in a)
+    man, diff = rerun_matches_uninterrupted(tmp_path, "killed", e)
     print(f"\nZeRO-2 kill -9 at {man['metrics']['resumed_from']}, rerun: max |w_resumed - w_uninterrupted| = {diff:.1e}")
     assert diff == 0.0   # bit-equal by construction, as in tests/test_resume.py (its TOLERANCE explains why)
-    shutil.rmtree(tmp_path / "data")
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_saves_a_zero2_checkpoint_and_the_rerun_matches(zero2_root):
+    """SLURM signals the job step's processes, torchrun among them; torchrun forwards SIGTERM to its
+    ranks (each in a session of its own) and waits --shutdown-timeout for them. Both ranks agree on
+    the step, save DeepSpeed's state there (no save_steps needed) and exit; the rerun resumes to
+    the uninterrupted run's weights."""
+    from test_resume import finish, start_and_wait_for_step
+
+    hp = {k: v for k, v in RESUME_HP.items() if k != "save_steps"}
+    cmd = [a if a != json.dumps(RESUME_HP) else json.dumps(hp) for a in zero_stage_cmd(zero2_root, "stopped")]
+    e = env(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    proc, seen = start_and_wait_for_step(cmd, e, 24, 4, timeout=300)
+    os.kill(proc.pid, signal.SIGTERM)  # torchrun only
+    out = finish(proc, seen, timeout=300)
+    assert proc.returncode != 0, "a stopped stage fails its job, so that Snakemake resubmits it"
+    assert "stopped by SIGTERM after step" in out, out[-3000:]
+    saved = [d for d in (zero2_root / "stopped/trainer").glob("checkpoint-*") if (d / "latest").is_file()]
+    assert len(saved) == 1 and 4 <= int(saved[0].name.split("-")[1]) < 24, saved
+    man, diff = rerun_matches_uninterrupted(zero2_root, "stopped", e, cmd)
+    print(f"\nZeRO-2 SIGTERM at {man['metrics']['resumed_from']}, rerun: max |w_resumed - w_uninterrupted| = {diff:.1e}")
+    assert diff == 0.0
+

@@ -50,12 +50,33 @@ def root(tmp_path_factory):
     return root
 
 
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def uninterrupted(root: Path, setup: str, hp=HP) -> str:
+    """The stage trained in one go (once per module and setup): what every resumed run must equal."""
+    out = f"{setup}_straight"
+    if not (root / out / "manifest.json").exists():
+        subprocess.run(train_cmd(root, out, hp=hp, setup=setup), check=True, env=ENV, capture_output=True)
+    return out
+
+
+def max_difference(root: Path, a: str, b: str) -> tuple[float, int]:
+    """max |weight difference| of two stages of `root`, and how many tensors the stage moved."""
+    base, _ = load_model(checkpoint_of(root / "base/manifest.json"))
+    sa = load_model(checkpoint_of(root / a / "manifest.json"))[0].state_dict()
+    sk = load_model(checkpoint_of(root / b / "manifest.json"))[0].state_dict()
+    sb = base.state_dict()
+    moved = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert any("multi_modal_projector" in k for k in moved), "the stage trained the projector"
+    return max((sa[k] - sk[k]).abs().max().item() for k in sa), len(moved)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("setup", list(SETUPS))
 def test_kill9_then_rerun_matches_uninterrupted(root, setup):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    straight, killed = f"{setup}_straight", f"{setup}_killed"
-    subprocess.run(train_cmd(root, straight, setup=setup), check=True, env=env, capture_output=True)
+    env = ENV
+    straight, killed = uninterrupted(root, setup), f"{setup}_killed"
 
     proc = subprocess.Popen(train_cmd(root, killed, setup=setup), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -77,14 +98,61 @@ def test_kill9_then_rerun_matches_uninterrupted(root, setup):
     assert manifest["metrics"]["steps"] == 40
     assert not trainer_dir.exists(), "in-stage checkpoints are removed once the manifest exists"
 
-    base, _ = load_model(checkpoint_of(root / "base/manifest.json"))
-    a, _ = load_model(checkpoint_of(root / straight / "manifest.json"))
-    b, _ = load_model(checkpoint_of(root / killed / "manifest.json"))
-    sb, sa, sk = base.state_dict(), a.state_dict(), b.state_dict()
-    moved = [k for k in sa if not torch.equal(sa[k], sb[k])]
-    assert any("multi_modal_projector" in k for k in moved), "the stage trained the projector"
-    diff = max((sa[k] - sk[k]).abs().max().item() for k in sa)
-    print(f"{setup}: max |weight difference| resumed vs uninterrupted: {diff:.2e} over {len(moved)} trained tensors")
+    diff, moved = max_difference(root, straight, killed)
+    print(f"{setup}: max |weight difference| resumed vs uninterrupted: {diff:.2e} over {moved} trained tensors")
+    assert diff <= TOLERANCE
+
+
+def start_and_wait_for_step(cmd, env, total: int, at_least: int, timeout: float = 120):
+    """Start a stage; return (process, output so far as a growing list) once its progress bar
+    reports `at_least` of `total` steps (stdout and stderr merged, read by a thread)."""
+    import re
+    import threading
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stdout.read(64), "")), daemon=True)
+    reader.start()
+    proc.reader = reader
+    pattern = re.compile(rf"\b(\d+)/{total}\b")
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        steps = [int(m) for m in pattern.findall("".join(seen))]
+        if steps and max(steps) >= at_least:
+            return proc, seen
+        time.sleep(0.05)
+    raise AssertionError(f"the stage did not reach step {at_least}: {''.join(seen)[-2000:]}")
+
+
+def finish(proc, seen: list[str], timeout: float = 120) -> str:
+    proc.wait(timeout=timeout)
+    proc.reader.join(timeout=10)
+    return "".join(seen)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_exits_75_and_the_rerun_matches_uninterrupted(root):
+    """A preemption or SLURM's warning before the time limit (SIGTERM), with no save_steps at all:
+    the stage saves an in-stage checkpoint at the end of the running step, exits 75 (EX_TEMPFAIL,
+    Snakemake retries), and the rerun resumes from it to the uninterrupted run's weights."""
+    hp = {k: v for k, v in HP.items() if k != "save_steps"}
+    straight, stopped = uninterrupted(root, "sft"), "sft_sigterm"
+    proc, seen = start_and_wait_for_step(train_cmd(root, stopped, hp=hp), ENV, 40, 5)
+    os.kill(proc.pid, signal.SIGTERM)
+    out = finish(proc, seen)
+    assert proc.returncode == 75, out[-3000:]
+    assert "received SIGTERM: saving an in-stage checkpoint" in out
+    assert "stopped by SIGTERM after step" in out and "rerunning the job resumes from it" in out
+    saved = [d for d in (root / stopped / "trainer").glob("checkpoint-*") if (d / "trainer_state.json").is_file()]
+    assert len(saved) == 1 and 5 <= int(saved[0].name.split("-")[1]) < 40, saved
+    assert not (root / stopped / "manifest.json").exists(), "a stopped stage writes no manifest"
+
+    rerun = subprocess.run(train_cmd(root, stopped, hp=hp), check=True, env=ENV, capture_output=True, text=True)
+    assert f"resuming from in-stage checkpoint {saved[0]}" in rerun.stdout
+    manifest = json.loads((root / stopped / "manifest.json").read_text())
+    assert manifest["metrics"]["resumed_from"] == saved[0].name and manifest["metrics"]["steps"] == 40
+    diff, moved = max_difference(root, straight, stopped)
+    print(f"SIGTERM at {saved[0].name}: max |weight difference| resumed vs uninterrupted: {diff:.2e} ({moved} tensors)")
     assert diff <= TOLERANCE
 
 

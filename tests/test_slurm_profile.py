@@ -67,7 +67,7 @@ def submit_train_stage(tmp: Path, gpus: int, *profiles: str) -> list[str]:
     wd = workdir(tmp, gpus)
     prof = [a for p in profiles for a in ("--profile", str(ROOT / p))]
     cmd = SNAKEMAKE + ["--directory", str(wd), "--configfile", str(wd / "config.yaml"), *prof,
-                       "--allowed-rules", "train_stage", "--latency-wait", "1",
+                       "--allowed-rules", "train_stage", "--latency-wait", "1", "--retries", "0",
                        "--slurm-init-seconds-before-status-checks", "1", STAGE1]  # no 40 s idle wait
     p = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True, timeout=120)
     out = p.stdout + p.stderr
@@ -99,6 +99,8 @@ def test_gpu_train_stage_maps_to_sbatch_resources(tmp_path):
     # no partition in the profile: the plugin takes the cluster's default (sinfo's `gpu*`)
     assert opt(argv, "-p") == "gpu"
     assert opt(argv, "--comment").startswith("rule_train_stage")
+    # SLURM's warning before the time limit: the stage saves and its retry resumes (lmmcl.train.preemption)
+    assert opt(argv, "--signal") == "TERM@600"
     # inside the allocation the plugin's jobstep executor runs exactly this job
     wrap = opt(argv, "--wrap")
     assert wrap and "--executor slurm-jobstep" in wrap
@@ -125,7 +127,7 @@ def test_dry_run_prints_the_multi_gpu_launch(tmp_path):
     assert p.returncode == 0, out[-3000:]
     assert not log.exists()                          # a dry run submits nothing
     train = [l for l in out.splitlines() if "train-stage" in l]
-    assert train and all("LMMCL_GPUS=4 torchrun --standalone --nproc_per_node=4" in l for l in train), train[:2]
+    assert train and all("LMMCL_GPUS=4 torchrun --standalone --shutdown-timeout 900 --nproc_per_node=4" in l for l in train), train[:2]
     evals = [l for l in out.splitlines() if "lmmcl.cli evaluate" in l]
     assert evals and all("LMMCL_GPUS=4 accelerate launch" in l for l in evals), evals[:2]
 
@@ -153,14 +155,14 @@ def test_cpu_processes_ask_slurm_for_every_cpu(tmp_path):
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     cmd = SNAKEMAKE + ["--directory", str(wd), "--configfile", str(wd / "config.yaml"),
                        "--profile", str(ROOT / "profiles/slurm"), "--profile", str(ROOT / "profiles/slurm-ci"),
-                       "--allowed-rules", "train_stage", "--latency-wait", "1",
+                       "--allowed-rules", "train_stage", "--latency-wait", "1", "--retries", "0",
                        "--slurm-init-seconds-before-status-checks", "1", "-p", STAGE1]
     p = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True, timeout=120)
     out = p.stdout + p.stderr
     argv = json.loads(log.read_text().splitlines()[0])
     assert opt(argv, "--cpus-per-task") == "4", argv                  # 2 processes x 2 threads
     assert not any(a.startswith("--gpus") for a in argv)
-    assert "OMP_NUM_THREADS=2 torchrun --standalone --nproc_per_node=2 -m lmmcl.cli train-stage" in out
+    assert "OMP_NUM_THREADS=2 torchrun --standalone --shutdown-timeout 900 --nproc_per_node=2 -m lmmcl.cli train-stage" in out
 
 
 def test_a_job_with_fewer_gpus_than_processes_stops_naming_both():

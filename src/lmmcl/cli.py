@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import timing
 from .atomic import WriteFailed
+from .train.preemption import EXIT_PREEMPTED, Preempted  # stdlib only
 from .models.delta import FORMATS as CHECKPOINT_FORMATS  # stdlib-only module: --help stays fast
 
 
@@ -392,6 +393,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, WriteFailed) as e:
         print(f"lmmcl {args.cmd}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as e:
+        print(f"lmmcl {args.cmd}: {e}", file=sys.stderr)
+        sys.exit(EXIT_PREEMPTED)
 
 
 if __name__ == "__main__":

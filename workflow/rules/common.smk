@@ -69,15 +69,21 @@ PROCESS_RESOURCES = dict(gpu=RESOURCES["gpus"], processes=CPU_PROCS)
 # changes no result's meaning (or, for the process count, is documented to be kept fixed through
 # grad_accum), so Snakemake's params rerun trigger must not rerun finished jobs for it, and every
 # placeholder of a shell command stays a rule attribute (`snakemake --lint`).
+# On SIGTERM torchrun forwards the signal to its ranks and SIGKILLs them after --shutdown-timeout
+# (default 30 s): long enough for the ranks to save an in-stage checkpoint of a 7-8 B model
+# (lmmcl.train.preemption); SLURM's own kill (KillWait, GraceTime) still bounds it.
+TORCHRUN_GRACE = "--shutdown-timeout 900"
+
+
 def train_launch(wildcards, threads):
     """`lmmcl`, or torchrun with one process per GPU / resources.processes CPU processes (gloo).
     DeepSpeed always runs under torchrun (it reads the launcher's RANK/WORLD_SIZE), on CPU with
     its CPU accelerator (DS_ACCELERATOR=cpu: gloo without oneCCL)."""
     if RESOURCES["gpus"] >= 1:
-        return f"{GPU_ENV}torchrun --standalone --nproc_per_node={RESOURCES['gpus']} -m lmmcl.cli"
+        return f"{GPU_ENV}torchrun --standalone {TORCHRUN_GRACE} --nproc_per_node={RESOURCES['gpus']} -m lmmcl.cli"
     if CPU_PROCS > 1 or DEEPSPEED_JSON:
         return (f"{'DS_ACCELERATOR=cpu ' if DEEPSPEED_JSON else ''}OMP_NUM_THREADS={RESOURCES['train_threads']} "
-                f"torchrun --standalone --nproc_per_node={CPU_PROCS} -m lmmcl.cli")
+                f"torchrun --standalone {TORCHRUN_GRACE} --nproc_per_node={CPU_PROCS} -m lmmcl.cli")
     return "lmmcl"
 
 

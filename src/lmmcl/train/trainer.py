@@ -24,6 +24,7 @@ from .hparams import complete
 from ..models.io import attach_method_layers
 from . import tracking as tracking_mod
 from .methods import unwrap
+from .preemption import Preempted, SignalFlag
 
 class _LossLog(TrainerCallback):
     def __init__(self):
@@ -70,6 +71,28 @@ def inner_optimizer(optimizer):
             break
         optimizer = inner
     return optimizer
+
+
+class _StopOnSignal(TrainerCallback):
+    """Handlers installed for the length of `Trainer.train`; at the first step end after a signal
+    (on any rank) every rank saves an in-stage checkpoint and stops (lmmcl.train.preemption)."""
+
+    def __init__(self):
+        self.flag = SignalFlag()
+        self.stopped_at: int | None = None  # global step of the save
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.flag.install()
+
+    def on_train_end(self, args, state, control, **kw):
+        self.flag.restore()
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step < state.max_steps and self.flag.agreed():
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+        return control
 
 
 class _LogState(TrainerCallback):
@@ -317,7 +340,9 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     """Train `model` in place on `dataset` (rows with image/question/answer); return run metrics.
 
     With `save_steps`, the Trainer keeps its last in-stage checkpoint in `work_dir`; a rerun
-    with the same `resume_key` (config + parent + data) continues from it after a kill.
+    with the same `resume_key` (config + parent + data) continues from it after a kill. A SIGTERM
+    or SIGUSR1 (a preemption, SLURM's warning before the time limit) saves one at the end of the
+    running step and raises `Preempted` (lmmcl.train.preemption), with or without `save_steps`.
     `tracking` is config `tracking` (default: TensorBoard); `run` names the run: `stage_dir`
     (where the curves go, default the parent of `work_dir`), `experiment`, `group` (the
     method), `run_name`, `tags`. The returned metrics hold the tracking record under "tracking".
@@ -325,7 +350,7 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     hp = complete(hp)
     dataset = ordered_examples(dataset, hp)
     work_dir = Path(work_dir)
-    resume = resumable_checkpoint(work_dir, resume_key or "") if hp.get("save_steps") else None
+    resume = resumable_checkpoint(work_dir, resume_key or "")  # also a checkpoint saved on a signal
     if resume:
         print(f"resuming from in-stage checkpoint {resume}", flush=True)
     run = dict(run or {})
@@ -341,7 +366,7 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
                                                     group=run.get("group"), tags=run.get("tags"))
     if main and "mlflow" in tracking["report_to"]:
         tracking_mod.ensure_mlflow_experiment(env)
-    log, mem = _LossLog(), _MemoryLog()
+    log, mem, stop = _LossLog(), _MemoryLog(), _StopOnSignal()
     if not deepspeed:
         _skip_unused_deepspeed_import()
     trainer = StageTrainer(
@@ -349,7 +374,7 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
         args=args,
         train_dataset=dataset,
         data_collator=AnswerOnlyCollator(processor, end_of_turn=family_of_model(unwrap(model)).end_of_turn),
-        callbacks=[log, mem],
+        callbacks=[log, mem, stop],
         role_lr=hp["role_lr"],
         hook=hook,
     )
@@ -359,6 +384,8 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     finally:
         tracking_mod.finish_runs(tracking)  # one run per stage, also when stages share a process
         restore_env()
+    if stop.stopped_at is not None:
+        raise Preempted(stop.flag.received, stop.stopped_at, str(work_dir / f"checkpoint-{stop.stopped_at}"))
     seconds = time.time() - t0
     return {**run_metrics(out, args, log.losses, seconds, resume), "memory": _memory_record(mem.report, seconds),
             "distributed": distributed_record(trainer),
