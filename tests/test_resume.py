@@ -184,3 +184,56 @@ def test_training_order_is_seeded_epoch_permutations():
     assert sorted(order[:10]) == list(range(10)) and sorted(order[10:20]) == list(range(10))
     assert order[:10] != order[10:20]  # a fresh permutation per epoch
     assert order == training_order(10, 25, seed=3) and order != training_order(10, 25, seed=4)
+
+
+def test_a_damaged_in_stage_checkpoint_is_named_on_resume(root):
+    """Every in-stage checkpoint is sealed (size + sha256 of each file, lmmcl_seal.json); a resume
+    from one truncated afterwards (a full quota, a copy cut short) fails naming the file and what to
+    do, instead of a bare torch/safetensors error."""
+    hp = {k: v for k, v in HP.items() if k != "save_steps"}
+    out = "damaged"
+    proc, seen = start_and_wait_for_step(train_cmd(root, out, hp=hp), ENV, 40, 5)
+    os.kill(proc.pid, signal.SIGTERM)
+    finish(proc, seen)
+    ckpt = next((root / out / "trainer").glob("checkpoint-*"))
+    seal = json.loads((ckpt / "lmmcl_seal.json").read_text())["files"]
+    assert "optimizer.pt" in seal and "trainer_state.json" in seal and all(r["bytes"] > 0 for r in seal.values())
+    opt = ckpt / "optimizer.pt"
+    opt.write_bytes(opt.read_bytes()[: seal["optimizer.pt"]["bytes"] // 2])
+    rerun = subprocess.run(train_cmd(root, out, hp=hp), env=ENV, capture_output=True, text=True)
+    assert rerun.returncode == 2, rerun.stderr[-3000:]
+    err = rerun.stderr
+    assert f"in-stage checkpoint {ckpt} is damaged" in err and f"{opt}: {seal['optimizer.pt']['bytes'] // 2} bytes" in err
+    assert "truncated" in err and f"rm -r {ckpt}" in err and "Traceback" not in err
+
+
+def test_a_failed_in_stage_save_keeps_the_previous_checkpoint(root, tmp_path, monkeypatch):
+    """A full disk while the Trainer writes checkpoint-4 (torch.save reports it as a RuntimeError):
+    the error names the folder, the cause and the intact checkpoint-2, from which a rerun resumes."""
+    from lmmcl.models import integrity
+    from lmmcl.train.stage import train_stage
+    from lmmcl.train.trainer import CheckpointWriteFailed
+
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **kw):
+        if "checkpoint-4" in str(f):
+            Path(f).write_bytes(b"\0" * 100)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    out = tmp_path / "stage/manifest.json"
+    with pytest.raises(CheckpointWriteFailed) as e:
+        train_stage(parent_manifest=root / "base/manifest.json", data=[root / "data/syn_birds/train.parquet"],
+                    out_manifest=out, method="m", recipe="full", threads=1, tracking={"report_to": []},
+                    hparams={**HP, "steps": 6, "save_steps": 2})
+    work = tmp_path / "stage/trainer"
+    msg = str(e.value)
+    assert f"saving in-stage checkpoint {work / 'checkpoint-4'} failed (RuntimeError: " in msg
+    assert f"the previous in-stage checkpoint {work / 'checkpoint-2'} is intact and a rerun resumes from it" in msg
+    assert not out.exists()
+    assert integrity.verify_seal(work / "checkpoint-2")   # sealed and unchanged
+    # the rerun's view: the partial checkpoint-4 (no trainer_state.json) is dropped, checkpoint-2 resumed
+    key = json.loads((work / "resume_key.json").read_text())["key"]
+    assert resumable_checkpoint(work, key) == str(work / "checkpoint-2")

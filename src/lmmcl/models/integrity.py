@@ -53,3 +53,43 @@ def verify(folder: str | Path) -> None:
     if problems:
         raise CheckpointDamaged(f"checkpoint {folder} is damaged:\n  " + "\n  ".join(problems)
                                 + f"\n{rebuild_hint(manifest)}")
+
+
+# ---- in-stage checkpoints (the Trainer's `<stage>/trainer/checkpoint-N/`) ----------------------------
+SEAL = "lmmcl_seal.json"
+
+
+def seal(folder: str | Path) -> dict:
+    """Record the size and sha256 of every file of a just-written in-stage checkpoint (the Trainer's
+    model, optimizer, scheduler, RNG and DeepSpeed files, every rank's) in `<folder>/lmmcl_seal.json`."""
+    from ..atomic import atomic_write_json
+
+    folder = Path(folder)
+    files = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != SEAL}
+    atomic_write_json(folder / SEAL, {"files": files})
+    return files
+
+
+def verify_seal(folder: str | Path) -> bool:
+    """Raise CheckpointDamaged when a file of an in-stage checkpoint is missing or differs from its
+    seal; False for a checkpoint without a seal (a kill between the Trainer's save and the seal)."""
+    folder = Path(folder)
+    if not (folder / SEAL).is_file():
+        return False
+    problems = []
+    for name, rec in json.loads((folder / SEAL).read_text())["files"].items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif path.stat().st_size != rec["bytes"]:
+            problems.append(f"{path}: {path.stat().st_size} bytes, {rec['bytes']} when it was written: truncated "
+                            f"or overwritten afterwards (a full disk, a copy cut short)")
+        elif sha256_file(path) != rec["sha256"]:
+            problems.append(f"{path}: its sha256 is not the one recorded when it was written: altered afterwards")
+    if problems:
+        raise CheckpointDamaged(
+            f"in-stage checkpoint {folder} is damaged:\n  " + "\n  ".join(problems)
+            + f"\ndelete it (rm -r {folder}) and rerun: the stage resumes from an earlier in-stage checkpoint "
+              f"if one is left, else it restarts from its parent")
+    return True

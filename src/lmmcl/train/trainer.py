@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from ..atomic import atomic_write_json
+from ..atomic import WriteFailed, atomic_write_json
+from ..models import integrity
 from ..models.families import family_of_model
 from ..recipes import role_of
 from .collate import AnswerOnlyCollator
@@ -93,6 +94,43 @@ class _StopOnSignal(TrainerCallback):
             control.should_training_stop = True
             self.stopped_at = state.global_step
         return control
+
+
+class _SealCheckpoint(TrainerCallback):
+    """After every in-stage save (all ranks' files written), rank 0 records each file's size and
+    sha256 (lmmcl.models.integrity.seal): a resume checks them and names a damaged file."""
+
+    def on_save(self, args, state, control, **kw):
+        import torch.distributed as dist
+
+        several = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if several:
+            dist.barrier()  # every rank's DeepSpeed files are on disk
+        if args.process_index == 0:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                integrity.seal(folder)
+
+
+class CheckpointWriteFailed(WriteFailed):
+    """An in-stage save failed (a full disk, a quota, an I/O error): the previous in-stage
+    checkpoint is intact. torch.save and safetensors report a full disk as RuntimeError /
+    SafetensorError, not OSError, so any exception of the save is reported this way, with the free
+    space of the file system when it is nearly full."""
+
+    def __init__(self, cause: Exception, folder: Path, previous: Path | None):
+        import shutil
+
+        free = shutil.disk_usage(folder.parent).free if folder.parent.exists() else None
+        full = getattr(cause, "errno", None) in (28, 122) or "No space left" in str(cause) or (
+            free is not None and free < 64 << 20)
+        kept = (f"the previous in-stage checkpoint {previous} is intact and a rerun resumes from it"
+                if previous else "there is no earlier in-stage checkpoint: a rerun restarts the stage")
+        space = (f"; {folder.parent} has {free / 2**20:.1f} MiB free: free space (or raise the quota) and rerun"
+                 if full else "")
+        OSError.__init__(self, getattr(cause, "errno", None) or 5,
+                         f"saving in-stage checkpoint {folder} failed ({type(cause).__name__}: "
+                         f"{str(cause).strip()[:300]}); {kept} (the partial {folder.name} is deleted then){space}")
 
 
 class _LogState(TrainerCallback):
@@ -192,6 +230,19 @@ class StageTrainer(Trainer):
         return {n: p for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n}
 
     def _save_checkpoint(self, model, trial):
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        out = Path(self._get_output_dir(trial=trial))
+        folder = out / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        previous = [d for d in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if d != folder and (d / "trainer_state.json").is_file()]
+        try:
+            return self._save_checkpoint_files(model, trial)
+        except Exception as e:
+            if isinstance(e, WriteFailed):
+                raise
+            raise CheckpointWriteFailed(e, folder, max(previous, key=lambda d: int(d.name.rsplit("-", 1)[1]), default=None)) from e
+
+    def _save_checkpoint_files(self, model, trial):
         extra = self._full_trained(self.model)
         if extra and self.args.should_save:
             from safetensors.torch import save_file
@@ -367,6 +418,8 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
     if main and "mlflow" in tracking["report_to"]:
         tracking_mod.ensure_mlflow_experiment(env)
     log, mem, stop = _LossLog(), _MemoryLog(), _StopOnSignal()
+    if resume and args.process_index == 0 and not integrity.verify_seal(resume):
+        print(f"in-stage checkpoint {resume} has no seal (killed while sealing): resuming unverified", flush=True)
     if not deepspeed:
         _skip_unused_deepspeed_import()
     trainer = StageTrainer(
@@ -374,7 +427,7 @@ def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: s
         args=args,
         train_dataset=dataset,
         data_collator=AnswerOnlyCollator(processor, end_of_turn=family_of_model(unwrap(model)).end_of_turn),
-        callbacks=[log, mem, stop],
+        callbacks=[log, mem, stop, _SealCheckpoint()],
         role_lr=hp["role_lr"],
         hook=hook,
     )
