@@ -190,6 +190,24 @@ def cmd_recipes(a):
         print(f"{name:14} {spec.get('description', '')}")
 
 
+def cmd_resources(a):
+    from . import resources_estimate as est
+    from .config import Plan
+
+    opts = est.Options(gpu_memory_gib=a.gpu_memory_gib, peak_tflops=a.peak_tflops, mfu=a.mfu,
+                       text_tokens=a.text_tokens, image_size=est.parse_size(a.image_size) if a.image_size else None,
+                       mean_image_size=est.parse_size(a.mean_image_size), train_examples=est.parse_examples(a.train_examples))
+    result = est.estimate(Plan(est.load_config(a.configfile)), opts)
+    if a.json:
+        print(json.dumps(result, indent=1))
+        for w in result["warnings"]:
+            print(w, file=sys.stderr)
+    else:
+        print(est.format_text(result, " ".join(a.configfile)))
+    if a.strict and result["warnings"]:
+        sys.exit(1)
+
+
 def _probe_args(s):
     """The arguments both probes take: what to compare, how many samples, where to write."""
     s.add_argument("--base", required=True, help="base manifest.json or checkpoint folder")
@@ -361,6 +379,29 @@ def _report_commands(sub):
                         "(built on the meta device from the shipped config.json; no weights)")
     s.add_argument("--family", nargs="*", help="with --table: only these families (default: all real ones)")
     s.set_defaults(func=cmd_recipes)
+
+    from . import resources_estimate as est  # standard library only at import: --help stays fast
+
+    s = sub.add_parser("resources", help="GPU memory per GPU, checkpoint bytes and GPU-hours of every training job "
+                       "of a config, from meta-device parameter counts (no weights; docs/resources.md)")
+    s.add_argument("--configfile", nargs="+", required=True, help="config YAML(s), merged in order as Snakemake does")
+    s.add_argument("--gpu-memory-gib", type=float, default=est.DEFAULT_GPU_MEMORY_GIB,
+                   help=f"GPU memory; a job above it gets a WARNING (default {est.DEFAULT_GPU_MEMORY_GIB:g})")
+    s.add_argument("--strict", action="store_true", help="exit status 1 when any job exceeds --gpu-memory-gib")
+    s.add_argument("--json", action="store_true", help="every job and assumption as JSON")
+    s.add_argument("--peak-tflops", type=float, default=est.DEFAULT_PEAK_TFLOPS,
+                   help=f"GPU peak dense bf16 TFLOP/s (default {est.DEFAULT_PEAK_TFLOPS:g}: H100 SXM)")
+    s.add_argument("--mfu", type=float, default=est.DEFAULT_MFU, help=f"model FLOPs utilisation (default {est.DEFAULT_MFU:g})")
+    s.add_argument("--text-tokens", type=int, help=f"text tokens per example (default {est.DEFAULT_TEXT_TOKENS}; "
+                   f"tiny_llava {est.TINY_TEXT_TOKENS})")
+    s.add_argument("--image-size", help="HxW of the largest image (memory); default: every anyres pinpoint of the "
+                   "family's config, 2304x2304 for qwen2_5_vl")
+    s.add_argument("--mean-image-size", default="x".join(map(str, est.MEAN_IMAGE)),
+                   help="HxW of the typical image behind the GPU-hours (default %(default)s)")
+    s.add_argument("--train-examples", nargs="*", metavar="TASK=N",
+                   help="train-split sizes (default: the converted parquet, the config, published sizes)")
+    s.set_defaults(func=cmd_resources)
+
 
 def _close_process_group() -> None:
     """End a multi-process run (torchrun, accelerate launch) in step: every rank waits at a barrier,
