@@ -40,6 +40,10 @@ def test_base_manifest_records_the_revision_and_loaders_ask_for_it(tmp_path, mon
 
     import transformers
 
+    from lmmcl import hubcache
+
+    # as with the hub reachable: offline, the loader first needs the checkpoint cached (test_prefetch.py)
+    monkeypatch.setattr(hubcache, "hub_offline", lambda: False)
     monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", fake_from_pretrained)
     monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", fake_from_pretrained)
     with pytest.raises(Stop):

@@ -262,6 +262,19 @@ def _data_commands(sub):
     s.add_argument("--options", type=_json_arg, default={}, help="config data.sources.<dataset> as JSON")
     s.set_defaults(func=cmd_convert)
 
+    s = sub.add_parser("prefetch", help="fill the Hugging Face cache with the checkpoint and built-in benchmark "
+                       "datasets a config's compute jobs load offline (run it where there is internet)")
+    s.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                   help="config YAML(s), merged in order as Snakemake does (default: config/config.yaml)")
+    s.add_argument("--dry-run", action="store_true", help="list what is cached and what would be fetched; no network")
+    s.set_defaults(func=cmd_prefetch)
+
+
+def cmd_prefetch(a):
+    from .prefetch import run
+
+    run(a.configfile, dry_run=a.dry_run, out=lambda line: print(line, flush=True))
+
 
 def _training_commands(sub):
     """build-base, train-stage, merge-stage, export: the checkpoints."""
@@ -417,6 +430,9 @@ def _close_process_group() -> None:
 def main(argv=None):
     timing.mark_startup()
     args = build_parser().parse_args(argv)
+    from .hubcache import enter_job
+
+    enter_job(args.cmd)  # a workflow compute job runs offline (config hub_offline_jobs), before any HF import
     try:
         if hasattr(args, "numerics"):  # a command that computes: its numerics before torch loads
             from . import numerics

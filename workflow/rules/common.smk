@@ -101,6 +101,20 @@ def eval_launch(wildcards, threads):
     return "lmmcl evaluate"
 
 
+# Compute jobs never reach the hub (config hub_offline_jobs; docs/cluster_data_and_resources.md):
+# every job inherits LMMCL_HUB_OFFLINE, and lmmcl's compute subcommands (build-base, train-stage,
+# merge-stage, evaluate, probes) then set HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 for themselves
+# (lmmcl.hubcache.enter_job), while the local data rules' `lmmcl convert` / `make-data` stay online.
+# Checkpoints and built-in benchmark data come from the HF cache that `lmmcl prefetch` fills; a
+# missing entry fails the job at once, naming the prefetch command with these config files
+# (LMMCL_CONFIGFILES). Through the environment, not the shell commands: switching it reruns nothing.
+os.environ.update(
+    LMMCL_HUB_OFFLINE="1" if config["hub_offline_jobs"] else "0",
+    LMMCL_CONFIGFILES=" ".join(os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
+                               for f in workflow.overwrite_configfiles) or "config/config.yaml",
+)
+
+
 # Training curves (lmmcl.train.tracking): how the Trainer's integrations log each stage.
 from lmmcl.train.tracking import normalize as _tracking_spec
 

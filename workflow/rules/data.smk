@@ -2,8 +2,12 @@
 # The embedded default generates its synthetic skills; real datasets get converter rules.
 
 
+# Data rules are local rules: on a cluster they run where Snakemake runs (the submitting node,
+# which has the network), never as a compute job (compute nodes are often offline).
+# docs/cluster_data_and_resources.md
 rule make_synthetic:
     """One split of a synthetic skill rendered with PIL (deterministic by seed)."""
+    localrule: True
     output:
         DATA_LAYOUT.split("{skill}", "{split}"),
     wildcard_constraints:
@@ -33,6 +37,7 @@ for _dataset in CONVERTIBLE:
     rule:
         name:
             f"convert_{_dataset}"
+        localrule: True  # downloads: on the submitting node (a `localrules:` list takes only literal names)
         output:
             **source_outputs(_dataset),
         params:

@@ -7,7 +7,10 @@ R_CSV = [LAYOUT.r_table(m, "csv") for m in PLAN.methods]
 DELTAS_CSV = [LAYOUT.deltas_table(m, "csv") for m in PLAN.methods]
 
 
+# aggregate and gallery are local rules: seconds of CPU over results/ at the end of a run, which
+# as cluster jobs would wait in the queue for longer than they run (docs/cluster_data_and_resources.md).
 rule aggregate:
+    localrule: True
     input:
         all_eval_files(),
     output:
@@ -42,6 +45,7 @@ GALLERY = LAYOUT.gallery_files(BENCHMARKS)
 
 
 rule gallery:
+    localrule: True
     input:
         evals=all_eval_files(),
         data=[test_split(b) for b in PLAN.local_benchmarks],

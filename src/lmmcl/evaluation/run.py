@@ -105,6 +105,7 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
         benchmarks = [benchmarks]
     benchmarks = list(dict.fromkeys(benchmarks))
     ckpt = _checkpoint_arg(checkpoint)
+    _check_hub_cache(ckpt, benchmarks, builtin_data)
     out_dir = Path(out_dir)
     run = _Run(ckpt, benchmarks, data_root, limit=limit, device=device, batch_size=int(batch_size),
                clock_exact_hours=bool(clock_exact_hours), builtin_data=dict(builtin_data or {}))
@@ -118,6 +119,21 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
     paths = _write_outputs(run, records, results.get("samples") or {}, out_dir, timing)
     log.info("evaluated %s on %d benchmarks in %.1f s", ckpt, len(benchmarks), time.perf_counter() - t0)
     return paths
+
+
+def _check_hub_cache(ckpt: str, benchmarks: list[str], builtin_data: dict | None) -> None:
+    """Offline (the workflow's evaluation jobs): the checkpoint's hub root and every built-in
+    benchmark read from the hub are in the cache, else one error naming them and the prefetch
+    command, before lmms-eval and the model load (lmmcl.hubcache). lmms-eval is pointed at the
+    datasets cache prefetch fills, not at node-local scratch."""
+    from lmmcl import hubcache
+    from lmmcl.models.delta import chain
+
+    hubcache.pin_datasets_cache()
+    hubcache.require_model(chain(ckpt)[0])
+    reg = taskgen.registry()
+    hubcache.require_datasets([b for b in benchmarks if b in reg and taskgen.is_builtin(reg[b])
+                               and b not in (builtin_data or {})])
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,36 @@ def builtin_split(task: str) -> str:
     raise ValueError(f"built-in task {task!r}: no test_split found in {builtin_yaml_path(task)}")
 
 
+def builtin_task_config(task: str) -> dict:
+    """The installed lmms-eval YAML of built-in task `task` with its `include:` templates merged
+    under it, key by key as lmms-eval's load_yaml_config does (`!function` values kept as text)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, tag, node: f"{tag} {getattr(node, 'value', '')}")
+
+    def load(path: Path, depth: int = 0) -> dict:
+        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader) or {}
+        include = cfg.pop("include", None)
+        if include and depth < 5:
+            cfg = {**load(path.parent / include, depth + 1), **cfg}
+        return cfg
+
+    return load(builtin_yaml_path(task))
+
+
+def builtin_dataset(task: str) -> dict:
+    """What lmms-eval 0.7.3 hands `datasets.load_dataset` for built-in task `task`:
+    {"path": dataset_path, "name": dataset_name, "kwargs": dataset_kwargs, "split": test_split}."""
+    cfg = builtin_task_config(task)
+    if not cfg.get("dataset_path"):
+        raise ValueError(f"built-in task {task!r}: no dataset_path in {builtin_yaml_path(task)}")
+    return {"path": cfg["dataset_path"], "name": cfg.get("dataset_name"),
+            "kwargs": dict(cfg.get("dataset_kwargs") or {}), "split": cfg.get("test_split")}
+
+
 def local_builtin_yaml(benchmark: str, spec: dict, data_file: Path, cache_dir: Path | None = None) -> str:
     """An `include:` wrapper running built-in task `spec['task']` on a local parquet file that
     has the built-in dataset's columns (docs/evaluation.md, "lmms-eval facts we rely on")."""

@@ -90,6 +90,9 @@ def load_weights(checkpoint: str, dtype="float32", **from_pretrained_kwargs):
     root, deltas = delta.chain(checkpoint)
     for folder in ([Path(root)] if Path(root).is_dir() else []) + deltas:
         verify(folder)  # damaged files named before a library fails on them (integrity.py)
+    from ..hubcache import require_model
+
+    require_model(root)  # an offline job: a hub checkpoint missing from the cache is named, with the fix
     root, revision = split_revision(root)
     if revision:
         from_pretrained_kwargs["revision"] = revision

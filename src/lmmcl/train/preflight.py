@@ -20,7 +20,10 @@ def checkpoint_model_type(checkpoint: str) -> str | None:
     try:
         from huggingface_hub import hf_hub_download
 
-        return json.loads(Path(hf_hub_download(checkpoint, "config.json")).read_text()).get("model_type")
+        from ..models.io import split_revision
+
+        repo, revision = split_revision(checkpoint)  # "owner/name@revision" of a pinned model.revision
+        return json.loads(Path(hf_hub_download(repo, "config.json", revision=revision)).read_text()).get("model_type")
     except Exception:  # offline / not cached / no such repo: loading the model reports it
         return None
 
@@ -66,6 +69,10 @@ def check_parent(parent_manifest: str | Path) -> str:
             raise FileNotFoundError(f"{path}: checkpoint folder {folder} is missing or has no config.json; allowed: "
                                     f"a manifest next to its saved checkpoint (rerun the stage that wrote it)")
     ckpt = checkpoint_of(path)
+    from ..hubcache import require_model
+    from ..models.delta import chain
+
+    require_model(chain(ckpt)[0])  # offline job: the hub checkpoint under the chain is cached, or a clear error
     check_family(parent.get("family"), ckpt, where=f"parent {path}")
     return ckpt
 
