@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
+
 from lmmcl.report import metrics
 from lmmcl.report.aggregate import report_outputs, write_report
 from lmmcl.report.plan import normalize_plan, stage_labels
@@ -520,3 +522,33 @@ def test_sweep_expansion_names_and_errors():
         sweep.expand({"grid": {"lr": [1e-4, 1e-4]}})
     with pytest.raises(ValueError, match=r"\['lr'\] set both"):
         sweep.expand({"grid": {"lr": [1e-4]}, "method": {"lr": 1e-3}})
+
+
+def test_the_studys_headline_numbers_beside_a_paper_configs_own(tmp_path):
+    """compare_to_paper (the paper configs): learning_forgetting.md and the end-of-run summary show
+    the study's abstract numbers of the same recipes beside the experiment's Learning / HeldOut_mean;
+    other configs' report plans do not change (their aggregate params stay the same)."""
+    from lmmcl.config import Plan
+    from lmmcl.report.summary import format_summary
+
+    from lmmcl.config import load_configfiles
+
+    def plan_of(path):
+        return Plan(load_configfiles([str(ROOT / path)])).report_plan()
+
+    paper = plan_of("config/paper_llava_onevision.yaml")
+    assert paper["paper"] == {"sa_proj": {"learning": 24.9, "heldout": -0.6},
+                              "mlp_gate_up": {"learning": 30.5, "heldout": -2.1},
+                              "llm": {"learning": 31.8, "heldout": -23.3}}
+    assert paper["paper_source"] == "arXiv 2510.08564v2, abstract"
+    assert "paper" not in plan_of("config/config.yaml")
+
+    plan = {**PLAN, "paper": {"sa_proj": paper["paper"]["sa_proj"]}, "paper_source": paper["paper_source"]}
+    write_report(make_tree(tmp_path), plan)
+    md = (tmp_path / EXP / "tables/learning_forgetting.md").read_text()
+    section = md.split("## Beside the study's headline numbers")[1]
+    row = next(l for l in section.splitlines() if l.startswith("| sa_proj"))
+    assert "+24.9" in row and "-0.6" in row and "arXiv 2510.08564v2, abstract" in section
+    assert "| full" not in section                      # the abstract reports no `full` recipe
+    line = next(l for l in format_summary(tmp_path, plan).splitlines() if l.startswith("sa_proj"))
+    assert line.endswith("study: +24.9 / -0.6")

@@ -192,12 +192,12 @@ def cmd_recipes(a):
 
 def cmd_resources(a):
     from . import resources_estimate as est
-    from .config import Plan
+    from .config import Plan, load_configfiles
 
     opts = est.Options(gpu_memory_gib=a.gpu_memory_gib, peak_tflops=a.peak_tflops, mfu=a.mfu,
                        text_tokens=a.text_tokens, image_size=est.parse_size(a.image_size) if a.image_size else None,
                        mean_image_size=est.parse_size(a.mean_image_size), train_examples=est.parse_examples(a.train_examples))
-    result = est.estimate(Plan(est.load_config(a.configfile)), opts)
+    result = est.estimate(Plan(load_configfiles(a.configfile)), opts)
     if a.json:
         print(json.dumps(result, indent=1))
         for w in result["warnings"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import recipes as recipe_registry
 from . import registry
@@ -20,6 +21,8 @@ from .train.methods import DEFAULT_METHOD, METHOD_DEFAULTS, NO_RECIPE, RECIPE_OP
 METHOD_KEYS = {"recipe", "method", "stages"}
 # training methods (lmmcl.train.methods): sft and the baselines lora, lwf, wise_ft, moe
 METHODS = set(METHOD_DEFAULTS)
+# a hub revision in evaluation.revisions (commit sha, tag, branch; the schema has the same pattern)
+REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
 class ConfigError(ValueError):
@@ -113,6 +116,7 @@ class Plan:
                 tasks = sorted({registry.task_of_benchmark(b) for b in benchmarks})
                 raise ConfigError(f"sequence: unknown task {t!r} (no benchmark measures it); allowed: {tasks}")
         self._check_datasets()
+        self._check_revisions()
         dup = set(self.target) & set(self.held_out) | set(self.target) & set(self.extra) | set(self.held_out) & set(self.extra)
         if dup:
             raise ConfigError(f"benchmarks: {sorted(dup)} listed in more than one group")
@@ -270,6 +274,27 @@ class Plan:
             except ValueError as e:
                 raise ConfigError(str(e)) from None
 
+    def _check_revisions(self):
+        """`evaluation.revisions` pins only built-in lmms-eval benchmarks (ours read local parquet,
+        whose sha256 the evaluation records; their source is pinned by data.sources.<dataset>.revision)."""
+        revisions = (self.cfg.get("evaluation") or {}).get("revisions") or {}
+        reg = registry.benchmarks()
+        builtin = sorted(b for b, s in reg.items() if s.get("builtin"))
+        if not isinstance(revisions, dict):
+            raise ConfigError(f"evaluation.revisions: expected a mapping {{benchmark: revision}}, got {revisions!r}; "
+                              f"allowed benchmarks: {builtin}")
+        for b, rev in revisions.items():
+            if b not in reg:
+                raise ConfigError(f"evaluation.revisions: unknown benchmark {b!r}; allowed: the built-in lmms-eval "
+                                  f"benchmarks {builtin}")
+            if b not in builtin:
+                raise ConfigError(f"evaluation.revisions.{b}: {b!r} is not a built-in lmms-eval benchmark (it reads "
+                                  f"local parquet, whose sha256 every evaluation records; pin its source with "
+                                  f"data.sources.<dataset>.revision); allowed: {builtin}")
+            if rev is not None and not (isinstance(rev, str) and REVISION_RE.match(rev)):
+                raise ConfigError(f"evaluation.revisions.{b}: {rev!r} is not a hub revision; allowed: a commit sha "
+                                  f"(best), tag or branch of letters, digits and . _ / - (quote an all-digit one)")
+
     def _check_stage_keys(self, overrides: dict, where: str):
         for task in overrides:
             if task not in self.sequence:
@@ -294,6 +319,13 @@ class Plan:
         """Benchmarks that read local parquet (not lmms-eval built-ins, which load their own data)."""
         reg = registry.benchmarks()
         return [b for b in self.benchmarks if not reg[b].get("builtin")]
+
+    @property
+    def dataset_revisions(self) -> dict[str, str]:
+        """{built-in benchmark: pinned hub dataset revision} of the evaluated benchmarks
+        (`evaluation.revisions`, null entries and benchmarks not evaluated left out), in benchmark order."""
+        revisions = (self.cfg.get("evaluation") or {}).get("revisions") or {}
+        return {b: revisions[b] for b in self.benchmarks if revisions.get(b)}
 
     def _base_training_cfg(self) -> dict:
         return (self.cfg.get("model") or {}).get("base_training") or {}
@@ -397,7 +429,19 @@ class Plan:
             "held_out": self.held_out,
             "extra": self.extra,
             "chance": {b: reg[b].get("chance") for b in self.benchmarks},
+            **self._paper_reference(),
         }
+
+    def _paper_reference(self) -> dict:
+        """With `compare_to_paper`: the study's headline numbers of every plain-SFT method whose
+        recipe the abstract reports (registry paper_headline.yaml), for the tables and the summary.
+        Absent otherwise, so that the aggregate's params of other experiments stay the same."""
+        if not self.cfg.get("compare_to_paper"):
+            return {}
+        head = registry.paper_headline()
+        paper = {m: dict(head["recipes"][self.recipe(m)]) for m in self.methods
+                 if self.method_kind(m) == DEFAULT_METHOD and self.recipe(m) in head["recipes"]}
+        return {"paper": paper, "paper_source": head["source"]}
 
 
 def dumps(obj) -> str:
@@ -441,3 +485,39 @@ def coerce_cli_values(cfg, schema: dict):
         return value
 
     return convert(cfg, schema)
+
+
+def load_configfiles(paths: list[str]) -> dict:
+    """The config Snakemake would see for `--configfile PATHS...`: the files deep-merged in order
+    (the Snakefile loads config/config.yaml only when no --configfile is given), the schema's
+    defaults filled in."""
+    import yaml
+
+    cfg: dict = {}
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise FileNotFoundError(f"--configfile {p!r}: no such file; allowed: an experiment config "
+                                    f"YAML, e.g. config/paper_llava_onevision.yaml")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"--configfile {p!r}: holds a {type(data).__name__}, not a mapping of config keys")
+        _merge(cfg, data)
+    schema = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+    if schema.is_file():  # the source tree (editable install); elsewhere Plan's checks only
+        from snakemake.utils import validate
+
+        try:
+            validate(cfg, schema=str(schema))
+        except Exception as e:  # snakemake's WorkflowError: a config the workflow would refuse
+            raise ValueError(f"--configfile {' '.join(paths)}: {str(e).strip().splitlines()[0]}") from None
+    return cfg
+
+
+def _merge(base: dict, over: dict) -> None:
+    """Deep-merge `over` into `base` as Snakemake merges config files."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v

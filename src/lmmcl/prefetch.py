@@ -47,26 +47,6 @@ class Item:
         return f"dataset {self.repo}{config} for {', '.join(self.benchmarks)}"
 
 
-def load_config(configfiles: list[str]) -> dict:
-    """The config Snakemake sees for `--configfile FILES...`: the files deep-merged in order."""
-    import yaml
-
-    def merge(into: dict, new: dict) -> None:
-        for k, v in new.items():
-            if isinstance(v, dict) and isinstance(into.get(k), dict):
-                merge(into[k], v)
-            else:
-                into[k] = v
-
-    cfg: dict = {}
-    for f in configfiles:
-        if not Path(f).is_file():
-            raise FileNotFoundError(f"--configfile {f}: no such file; allowed: an experiment config YAML, "
-                                    f"e.g. config/paper_llava_onevision.yaml")
-        merge(cfg, yaml.safe_load(Path(f).read_text()) or {})
-    return cfg
-
-
 def checkpoint_item(cfg: dict) -> Item | None:
     """The base checkpoint, when it is a hub id (None for the tiny family and local folders)."""
     model = cfg.get("model") or {}
@@ -188,7 +168,9 @@ def run(configfiles: list[str], dry_run: bool = False, out=print) -> dict:
     summary. Returns {"fetched", "cached", "missing", "failed"} (lists of (label, bytes or
     reason)); raises ValueError naming every item that failed, or when items are missing and this
     shell is offline."""
-    items = plan_items(load_config(configfiles))
+    from .config import load_configfiles
+
+    items = plan_items(load_configfiles(configfiles))
     hubcache.pin_datasets_cache()  # the same datasets cache the jobs read (lmmcl.hubcache)
     files = " ".join(configfiles)
     if not items:

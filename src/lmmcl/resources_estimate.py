@@ -939,37 +939,3 @@ def parse_examples(items: list[str] | None) -> dict:
     return out
 
 
-def load_config(paths: list[str]) -> dict:
-    """The config Snakemake would see for `--configfile PATHS...`: the files deep-merged in order
-    (the Snakefile loads config/config.yaml only when no --configfile is given), the schema's
-    defaults filled in."""
-    import yaml
-
-    cfg: dict = {}
-    for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise FileNotFoundError(f"--configfile {p!r}: no such file; allowed: an experiment config "
-                                    f"YAML, e.g. config/paper_llava_onevision.yaml")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"--configfile {p!r}: holds a {type(data).__name__}, not a mapping of config keys")
-        _merge(cfg, data)
-    schema = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
-    if schema.is_file():  # the source tree (editable install); elsewhere Plan's checks only
-        from snakemake.utils import validate
-
-        try:
-            validate(cfg, schema=str(schema))
-        except Exception as e:  # snakemake's WorkflowError: a config the workflow would refuse
-            raise ValueError(f"--configfile {' '.join(paths)}: {str(e).strip().splitlines()[0]}") from None
-    return cfg
-
-
-def _merge(base: dict, over: dict) -> None:
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
-

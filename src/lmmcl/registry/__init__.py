@@ -51,6 +51,12 @@ def recipes() -> dict:
     return yaml.safe_load(_read("recipes.yaml"))
 
 
+@lru_cache(maxsize=1)
+def paper_headline() -> dict:
+    """The study's headline Learning / held-out numbers per recipe and their source (paper_headline.yaml)."""
+    return yaml.safe_load(_read("paper_headline.yaml"))
+
+
 def hf_config(file: str) -> dict:
     """A shipped checkpoint config.json (hf_configs/<file>)."""
     return json.loads(_read(f"hf_configs/{file}"))

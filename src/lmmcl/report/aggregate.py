@@ -141,7 +141,7 @@ def _write_summary_tables(layout: Layout, scores: pd.DataFrame, per_seed: pd.Dat
         summ, experiment=exp, sequence=p["sequence"], stage_targets=p["stage_targets"],
         held_out=p["held_out"], chance=p["chance"], metric_names=metric_names(scores),
         n_missing=len(scores.attrs.get("missing", [])), n_total=n_eval_files(scores),
-        std_df=std, seeds=p["seeds"],
+        std_df=std, seeds=p["seeds"], paper=p["paper"], paper_source=p["paper_source"],
     )
     tex = latex_table(
         summ, index_label="method", signed=True,

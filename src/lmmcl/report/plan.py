@@ -7,7 +7,9 @@ scores.csv as ``report_plan.json`` and read back by :mod:`lmmcl.report.across`):
      "stage_targets": {task: benchmark},   # default: the task name itself
      "target": [...], "held_out": [...], "extra": [...],                  # benchmark groups
      "chance": {benchmark: float},                                        # 0-100
-     "sweep": {method: {grid key: value}}, "lr_rule": {"min_learning": pp} | None}   # optional
+     "sweep": {method: {grid key: value}}, "lr_rule": {"min_learning": pp} | None,   # optional
+     "paper": {method: {"learning": pp, "heldout": pp}}, "paper_source": str}      # optional: the
+                                                   # study's headline numbers (config compare_to_paper)
 """
 from __future__ import annotations
 
@@ -86,6 +88,9 @@ def normalize_plan(plan: Mapping) -> dict:
         "groups": {"target": target, "held-out": held_out, "extra": extra},
         "sweep": {str(m): dict(v) for m, v in (plan.get("sweep") or {}).items()},
         "lr_rule": dict(plan["lr_rule"]) if plan.get("lr_rule") else None,
+        "paper": {str(m): {k: float(v) for k, v in ref.items()} for m, ref in (plan.get("paper") or {}).items()
+                  if str(m) in methods},
+        "paper_source": plan.get("paper_source"),
     }
 
 

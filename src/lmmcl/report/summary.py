@@ -103,8 +103,12 @@ def format_summary(results_dir: str | os.PathLike, plan: Mapping) -> str:
         f"{'method':<{w}}  " + "  ".join(f"{c:>13}" for c in cols),
     ]
     for m, row in summ.iterrows():
-        lines.append(f"{m:<{w}}  " + "  ".join(f"{fmt(row[c], signed=True):>13}" for c in cols))
+        ref = p["paper"].get(m)
+        study = (f"   study: {fmt(ref['learning'], signed=True)} / {fmt(ref['heldout'], signed=True)}" if ref else "")
+        lines.append(f"{m:<{w}}  " + "  ".join(f"{fmt(row[c], signed=True):>13}" for c in cols) + study)
     lines.append("(pp; Learning = mean target gain, HeldOut = held-out change vs. base, BWT < 0 = forgetting)")
+    if p["paper"]:
+        lines.append(f"(study: its headline Δ learning / Δ held-out of the same recipe, {p['paper_source']})")
     layout = Layout(p["experiment"], root=results_dir)
     lines += [f"table: {layout.table('learning_forgetting', ext)}" for ext in ("md", "csv")]
     lines += [f"plot:  {f}" for f in layout.report_files(p["methods"])["plots"]]

@@ -185,8 +185,11 @@ def summary_markdown(
     n_total: int | None = None,
     std_df: pd.DataFrame | None = None,
     seeds: Sequence[int] = (0,),
+    paper: Mapping[str, Mapping[str, float]] | None = None,
+    paper_source: str | None = None,
 ) -> str:
-    """Markdown of the learning/forgetting table with its header block.
+    """Markdown of the learning/forgetting table with its header block (and, with ``paper``, the
+    study's headline numbers beside this experiment's Learning and HeldOut_mean).
 
     The header names every definition (``DEFINITIONS``), the target benchmark of each
     stage (with its metric and chance level), and the held-out set. With several ``seeds``,
@@ -227,7 +230,34 @@ def summary_markdown(
     else:
         lines += [f"## Results (pp, seed {seeds[0]})", ""]
         lines.append(markdown_table(summary_df, index_label="method", signed=True))
+    if paper:
+        lines += ["", paper_markdown(summary_df, paper, paper_source, std_df if len(seeds) > 1 else None)]
     return "\n".join(lines)
+
+
+def paper_markdown(summary_df: pd.DataFrame, paper: Mapping[str, Mapping[str, float]], source: str | None,
+                   std_df: pd.DataFrame | None = None) -> str:
+    """This experiment's Learning and HeldOut_mean beside the study's headline Δ learning and Δ held-out."""
+    rows = {}
+    for m, ref in paper.items():
+        if m not in summary_df.index:
+            continue
+        ours = summary_df.loc[m]
+        spread = (lambda c: f" ± {fmt(std_df.loc[m, c])}") if std_df is not None else (lambda c: "")
+        rows[m] = {"Learning": fmt(ours["Learning"], signed=True) + spread("Learning"),
+                   "study Δ learning": fmt(ref["learning"], signed=True),
+                   "HeldOut_mean": fmt(ours["HeldOut_mean"], signed=True) + spread("HeldOut_mean"),
+                   "study Δ held-out": fmt(ref["heldout"], signed=True)}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    return "\n".join([
+        "## Beside the study's headline numbers",
+        "",
+        f"The study's Δ learning / Δ held-out forgetting of the same recipes ({source or 'the study'}), signed "
+        "deltas vs its base model in pp; its averaging over stages is not stated there, so compare with "
+        "Learning and HeldOut_mean here and with the per-stage columns above.",
+        "",
+        markdown_table(df, index_label="method"),
+    ])
 
 
 def mean_pm_std(mean: pd.DataFrame, std: pd.DataFrame | None, decimals: int = 1) -> pd.DataFrame:
