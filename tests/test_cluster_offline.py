@@ -66,6 +66,17 @@ def test_conversions_run_on_the_submitting_node_never_through_sbatch(tmp_path):
     assert all(c["env"] == hub_env for c in local + sbatch), [c["env"] for c in local + sbatch]
 
 
+def test_the_data_target_converts_everything_on_the_submitting_node_and_submits_nothing(tmp_path):
+    """`snakemake data` (the target rule of workflow/rules/data.smk): every split the experiment
+    reads, i.e. every conversion, before any job is submitted."""
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    sbatch, local, _ = run_on_fake_cluster(tmp_path, wd, PAPER, "data")
+    assert sbatch == []
+    assert sorted(c["argv"][1] for c in local if c["argv"][0] == "convert") == sorted(
+        n for n, s in registry.datasets().items() if s.get("converter"))
+
+
 def test_synthetic_data_and_report_rules_are_local(tmp_path):
     """make_synthetic, aggregate and gallery with their inputs present (the evaluations done)."""
     from lmmcl.config import Plan

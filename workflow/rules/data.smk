@@ -53,3 +53,16 @@ for _dataset in CONVERTIBLE:
 
     # `snakemake --list-rules` shows each converter's description (registry/datasets.yaml)
     getattr(rules, f"convert_{_dataset}").rule.docstring = DATASETS[_dataset]["description"]
+
+
+rule data:
+    """Target rule: every dataset split the experiment reads (`snakemake --cores 4 data`: convert on
+    the login node before submitting anything; docs/cluster.md)."""
+    input:
+        sorted(
+            set(
+                base_data(None)
+                + [train_split(t) for t in PLAN.sequence]
+                + [test_split(b) for b in PLAN.local_benchmarks]
+            )
+        ),
