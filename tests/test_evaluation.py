@@ -224,6 +224,10 @@ def test_evaluate_two_benchmarks(env):
         assert rec["checkpoint"] == str(Path(env["ckpt"]).resolve())
         assert rec["lmms_eval_version"] == "0.7.3"
         assert len(rec["task_hash"]) == 64
+        from lmmcl.hashing import sha256_file
+
+        parquet = (env["data"] / b / "test.parquet").resolve()       # the data read, by content
+        assert rec["data"] == {"source": "parquet", "file": str(parquet), "sha256": sha256_file(parquet)}
         lines = (out / rec["samples"]).read_text().splitlines()
         assert len(lines) == 4
         for line in lines:

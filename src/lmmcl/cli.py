@@ -100,12 +100,13 @@ def cmd_evaluate(a):
     checkpoint = resolve_checkpoint(given[0])
     out_dir = a.out_dir or standalone.default_out_dir(checkpoint)
     builtin_data = standalone.parse_builtin_data(a.builtin_data)
+    revisions = standalone.parse_dataset_revisions(a.dataset_revisions)
     standalone.set_hub_env(checkpoint, a.benchmarks, builtin_data)  # before any HF import
     from .evaluation.run import evaluate
 
     paths = evaluate(checkpoint, a.benchmarks, a.data_root, out_dir, limit=a.limit, device=a.device,
                      fail_on_empty=a.fail_on_empty, batch_size=a.batch_size,
-                     clock_exact_hours=a.clock_exact_hours, builtin_data=builtin_data)
+                     clock_exact_hours=a.clock_exact_hours, builtin_data=builtin_data, dataset_revisions=revisions)
     for p in paths:
         s = json.loads(Path(p).read_text())
         empty = f", {s['n_empty']} empty" if s.get("n_empty") else ""
@@ -348,6 +349,9 @@ def _evaluation_commands(sub):
                    help="score clock hours exactly as the study did (default: modulo 12)")
     s.add_argument("--builtin-data", nargs="*", metavar="BENCHMARK=PARQUET",
                    help="run built-in benchmarks on local parquet in their lmms-eval columns (offline)")
+    s.add_argument("--dataset-revisions", nargs="*", metavar="BENCHMARK=REVISION",
+                   help="load built-in benchmarks' hub datasets at this revision (commit sha, tag, branch; "
+                        "config evaluation.revisions)")
     s.add_argument("--limit", type=int)
     s.add_argument("--device", default="cpu")
     _numerics_args(s)

@@ -13,14 +13,19 @@ Two caches, each read the way its loader reads it offline:
 lmms-eval moves that cache to node-local scratch (/local/scratch, /scratch or /tmp) when it sits on a
 network file system (`_resolve_hf_datasets_cache_dir`), a folder no login node can fill, unless
 LMMS_EVAL_DATASETS_CACHE names it: `pin_datasets_cache` sets it for the jobs and for prefetch.
+A pinned dataset revision (config evaluation.revisions) is found by its prepared copy's folder name,
+the commit; offline, datasets reloads the newest copy of a config whatever revision is asked, so the
+check also wants the pinned copy to be the newest (`make_current`, done by prefetch).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 TRUE = {"1", "ON", "YES", "TRUE"}
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")  # a full git commit sha (hub revisions resolve to one)
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # the subcommands of the workflow's compute jobs; the local data rules' `convert` / `make-data` stay online
@@ -146,10 +151,52 @@ def pin_datasets_cache() -> str:
     return os.environ["LMMS_EVAL_DATASETS_CACHE"]
 
 
-def cached_dataset(path: str, name: str | None, split: str | None = None, cache_dir=None) -> Path | None:
+def dataset_commit(path: str, revision: str | None = None) -> str | None:
+    """The commit that `revision` (None: main) of hub dataset `path` names, without network: the
+    revision itself when it is a full commit sha, else the hub cache's `refs/<revision>` (written
+    when `datasets` downloads the dataset card at that revision), else None."""
+    rev = revision or "main"
+    if COMMIT_RE.match(rev):
+        return rev
+    from huggingface_hub import constants
+
+    ref = Path(constants.HF_HUB_CACHE) / f"datasets--{path.replace('/', '--')}" / "refs" / rev
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def prepared_copy(path: str, name: str | None, commit: str, cache_dir=None) -> Path | None:
+    """The prepared folder of config `name` at `commit` (`<owner>___<name>/<config>/<version>/<commit>/`:
+    datasets names a hub dataset's prepared copy after the commit it was built from), or None."""
+    from datasets.naming import camelcase_to_snakecase
+
+    owner, _, base = path.rpartition("/")
+    base = camelcase_to_snakecase(base)
+    root = Path(cache_dir or datasets_cache_dir()) / (f"{owner}___{base}" if owner else base)
+    found = sorted(p for p in root.glob(f"{name or '*'}/*/{commit}") if (p / "dataset_info.json").is_file())
+    return found[0] if found else None
+
+
+def make_current(path: str, name: str | None, revision: str, cache_dir=None) -> Path | None:
+    """Offline, datasets 5.2 reloads the NEWEST prepared copy of a config whatever revision is
+    asked (`_find_hash_in_cache`: latest modification time). Make the copy of `revision` the newest
+    (its folder's mtime = now) so that offline jobs load it; returns it (None: not cached)."""
+    commit = dataset_commit(path, revision)
+    folder = prepared_copy(path, name, commit, cache_dir) if commit else None
+    if folder is not None:
+        os.utime(folder)
+    return folder
+
+
+def cached_dataset(path: str, name: str | None, split: str | None = None, cache_dir=None,
+                   revision: str | None = None) -> Path | None:
     """The prepared cache folder that `datasets.load_dataset(path, name, cache_dir=...)` reloads
     offline (datasets 5.2: CachedDatasetModuleFactory + the packaged `cache` builder), without
-    network; None when it is missing or lacks `split`."""
+    network; None when it is missing or lacks `split`, or, with a pinned `revision`, when that
+    folder is not the copy of that revision (offline datasets loads the newest copy, whatever
+    revision is asked: `make_current`)."""
     from datasets.packaged_modules.cache.cache import Cache
 
     cache_dir = cache_dir or datasets_cache_dir()
@@ -161,12 +208,41 @@ def cached_dataset(path: str, name: str | None, split: str | None = None, cache_
     folder = Path(builder.cache_dir)
     if not (folder / "dataset_info.json").is_file() or (split and split not in (builder.info.splits or {})):
         return None
+    if revision and folder.name != dataset_commit(path, revision):
+        return None
     return folder
 
 
-def require_datasets(benchmarks: list[str], cache_dir=None) -> None:
+def loaded_commit(path: str, name: str | None, revision: str | None = None, cache_dir=None) -> str | None:
+    """The commit of the copy `load_dataset(path, name, revision=...)` loads, read from the caches
+    only: offline the newest prepared copy's (what datasets reloads; the evaluation's check made
+    sure it is the pinned one), online the commit `revision` names (`dataset_commit`). None: unknown."""
+    if datasets_offline():
+        folder = cached_dataset(path, name, None, cache_dir)
+        return folder.name if folder is not None and COMMIT_RE.match(folder.name) else None
+    return dataset_commit(path, revision)
+
+
+def _pin_problem(path: str, name: str | None, revision: str, cache_dir) -> str:
+    """Why a pinned dataset does not count as cached (for the offline error)."""
+    commit = dataset_commit(path, revision)
+    if commit is None:
+        return (f"; revision {revision} is not a commit sha and the hub cache has no refs/{revision} for it: "
+                f"pin a commit, or prefetch with the same HF_HOME")
+    if prepared_copy(path, name, commit, cache_dir) is None:
+        return f"; no prepared copy of commit {commit}"
+    newest = cached_dataset(path, name, None, cache_dir)
+    if newest is not None and newest.name == commit:
+        return f"; the copy of commit {commit} lacks the split"
+    return (f"; the copy of commit {commit} is cached but offline datasets loads the newest copy, commit "
+            f"{newest.name if newest else '?'}: prefetch makes the pinned one the newest")
+
+
+def require_datasets(benchmarks: list[str], cache_dir=None, revisions: dict | None = None) -> None:
     """An offline evaluation's check of the built-in benchmarks it loads from the hub: each task's
-    dataset (lmms-eval's YAML) is prepared in the cache, else FileNotFoundError naming them all."""
+    dataset (lmms-eval's YAML) is prepared in the cache, at the pinned revision where `revisions`
+    ({benchmark: revision}, config evaluation.revisions) names one, else FileNotFoundError naming
+    them all."""
     if not benchmarks or not datasets_offline():
         return
     from .evaluation import taskgen
@@ -176,8 +252,11 @@ def require_datasets(benchmarks: list[str], cache_dir=None) -> None:
     missing = []
     for b in benchmarks:
         ds = taskgen.builtin_dataset(reg[b]["task"])
-        if cached_dataset(ds["path"], ds["name"], ds["split"], cache_dir) is None:
+        rev = (revisions or {}).get(b)
+        if cached_dataset(ds["path"], ds["name"], ds["split"], cache_dir, revision=rev) is None:
             config = f", config {ds['name']}" if ds["name"] else ""
-            missing.append(f"benchmark {b!r} (dataset {ds['path']}{config}, split {ds['split']})")
+            pin = f", revision {rev}" if rev else ""
+            why = _pin_problem(ds["path"], ds["name"], rev, cache_dir) if rev else ""
+            missing.append(f"benchmark {b!r} (dataset {ds['path']}{config}{pin}, split {ds['split']}{why})")
     if missing:
         raise _offline_error("; ".join(missing), cache_dir, "HF_DATASETS_OFFLINE")

@@ -8,7 +8,9 @@ can run offline (docs/cluster_data_and_resources.md):
 - the dataset of every built-in lmms-eval benchmark the config evaluates (registry `builtin: true`),
   named by lmms-eval's own task YAML: `datasets.load_dataset` with lmms-eval 0.7.3's arguments,
   which leaves the prepared dataset that lmms-eval reloads offline (lmmcl.hubcache explains why a
-  snapshot of the dataset repo would not do).
+  snapshot of the dataset repo would not do), at the revision `evaluation.revisions` pins (that
+  copy then made the newest, the one datasets reloads offline).
+Each item's line names the commit the cache holds, and how to pin it when it is unpinned.
 
 The real datasets the config trains on are not fetched here: Snakemake's local rules
 `convert_<dataset>` download and convert them on the submitting node (docs/data.md).
@@ -33,7 +35,7 @@ class Item:
 
     kind: str  # "checkpoint" | "dataset"
     repo: str
-    revision: str | None = None  # checkpoint: model.revision
+    revision: str | None = None  # checkpoint: model.revision; dataset: evaluation.revisions
     name: str | None = None  # dataset: lmms-eval's dataset_name (the datasets config)
     split: str | None = None  # dataset: the split evaluated (test_split)
     kwargs: dict = field(default_factory=dict)  # dataset: lmms-eval's dataset_kwargs
@@ -44,7 +46,8 @@ class Item:
         if self.kind == "checkpoint":
             return f"checkpoint {self.repo}@{self.revision or 'main'}"
         config = f" ({self.name})" if self.name else ""
-        return f"dataset {self.repo}{config} for {', '.join(self.benchmarks)}"
+        pin = f"@{self.revision}" if self.revision else ""
+        return f"dataset {self.repo}{pin}{config} for {', '.join(self.benchmarks)}"
 
 
 def checkpoint_item(cfg: dict) -> Item | None:
@@ -79,13 +82,29 @@ def dataset_items(benchmarks: list[str]) -> list[Item]:
     return list(items.values())
 
 
+def pin_items(items: list[Item], revisions: dict) -> list[Item]:
+    """Dataset items at the revision `evaluation.revisions` pins ({benchmark: revision}): `revision`
+    set and added to the load_dataset arguments, as the evaluation's task wrapper does (taskgen)."""
+    for item in items:
+        if item.kind != "dataset":
+            continue
+        pins = {revisions.get(b) for b in item.benchmarks}
+        if len(pins) > 1:  # offline, datasets reloads one copy per dataset config
+            raise ValueError(f"evaluation.revisions: {item.benchmarks} read the same dataset {item.repo} "
+                             f"({item.name or 'default'}); pin them to one revision: {sorted(map(str, pins))}")
+        rev = pins.pop() if pins else None
+        if rev:
+            item.revision, item.kwargs = rev, {**item.kwargs, "revision": rev}
+    return items
+
+
 def plan_items(cfg: dict) -> list[Item]:
     """Everything the config's compute jobs load from the hub (checks the config like the workflow)."""
     from .config import Plan
 
     plan = Plan(cfg)
     ckpt = checkpoint_item(cfg)
-    return ([ckpt] if ckpt else []) + dataset_items(plan.benchmarks)
+    return ([ckpt] if ckpt else []) + pin_items(dataset_items(plan.benchmarks), plan.dataset_revisions)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -117,7 +136,8 @@ def cached(item: Item) -> Path | None:
         folder, missing = hubcache.cached_model(item.repo, item.revision)
         return folder if folder is not None and not missing else None
     with _quiet_datasets():
-        return hubcache.cached_dataset(item.repo, item.name, item.split, _dataset_cache_dir(item))
+        return hubcache.cached_dataset(item.repo, item.name, item.split, _dataset_cache_dir(item),
+                                       revision=item.revision)
 
 
 def _dataset_cache_dir(item: Item) -> str:
@@ -138,9 +158,12 @@ def fetch(item: Item) -> Path:
               if k not in LMMS_CONTROL_KEYS and k != "cache_dir" and not (k == "token" and v is True)}
     datasets.load_dataset(path=item.repo, name=item.name, cache_dir=_dataset_cache_dir(item),
                           download_mode=datasets.DownloadMode.REUSE_DATASET_IF_EXISTS, num_proc=1, **kwargs)
+    if item.revision:  # offline jobs reload the newest copy: make it the pinned one (hubcache.make_current)
+        hubcache.make_current(item.repo, item.name, item.revision, _dataset_cache_dir(item))
     folder = cached(item)
     if folder is None:
-        raise RuntimeError(f"load_dataset finished but no prepared copy with split {item.split!r} is in "
+        at = f" at revision {item.revision}" if item.revision else ""
+        raise RuntimeError(f"load_dataset finished but no prepared copy{at} with split {item.split!r} is in "
                            f"{_dataset_cache_dir(item)}")
     return folder
 
@@ -155,10 +178,15 @@ def human(n: float) -> str:
 
 
 def _commit_note(item: Item, folder: Path) -> str:
-    """Checkpoints: the commit the cache holds, and a hint to pin it when model.revision is unset."""
-    if item.kind != "checkpoint":
-        return ""
+    """The commit the cache holds (a checkpoint's snapshot, a dataset's prepared copy: both folders
+    are named after it), and how to pin it when model.revision / evaluation.revisions leave it unset."""
     commit = folder.name
+    if item.kind != "checkpoint":
+        if not hubcache.COMMIT_RE.match(commit):
+            return ""
+        pins = ", ".join(f"{b}: {commit}" for b in item.benchmarks)
+        pin = "" if item.revision else f"; unpinned: pin it with `evaluation.revisions: {{{pins}}}`"
+        return f" (commit {commit}{pin})"
     pin = "" if item.revision else f"; model.revision is unset: pin it with `model.revision: {commit}`"
     return f" (commit {commit}{pin})"
 

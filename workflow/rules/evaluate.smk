@@ -15,6 +15,13 @@ EVAL_PARAMS = dict(
     batch=f"--batch-size {config['evaluation']['batch_size']}",
     data_root=lambda wildcards: DATA,
 )
+# evaluation.revisions pins built-in benchmarks' hub datasets: a param (changing a pin reruns the
+# evaluations, not the training), added with its argument only when one is pinned, so that an
+# experiment without pins keeps the same params and shell command (nothing reruns).
+DATASET_REVISIONS = PLAN.dataset_revisions
+if DATASET_REVISIONS:
+    EVAL_PARAMS["revisions"] = " ".join(f"{b}={r}" for b, r in DATASET_REVISIONS.items())
+REVISIONS_ARG = " --dataset-revisions {params.revisions}" if DATASET_REVISIONS else ""
 
 rule evaluate_base:
     input:
@@ -37,7 +44,7 @@ rule evaluate_base:
     shell:
         "{resources.launch} --manifest {input.manifest} --benchmarks {params.benchmarks} --data-root {params.data_root} "
         "--out-dir {params.out_dir} {params.limit} --device {params.device} {params.strict} {params.clock} "
-        "{params.batch} --numerics {params.numerics} --threads {params.threads} > {log} 2>&1"
+        "{params.batch} --numerics {params.numerics} --threads {params.threads}" + REVISIONS_ARG + " > {log} 2>&1"
 
 
 # A stage's evaluation: the base's rule on the stage's checkpoint.

@@ -88,13 +88,16 @@ def _rank() -> int:
 
 def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: int | None = None,
              device: str = "cpu", fail_on_empty: bool = False, batch_size: int = 1,
-             clock_exact_hours: bool = False, builtin_data: dict | None = None) -> list[Path]:
+             clock_exact_hours: bool = False, builtin_data: dict | None = None,
+             dataset_revisions: dict | None = None) -> list[Path]:
     """Evaluate `checkpoint` on `benchmarks`; return the written ``<benchmark>.json`` paths
     (an empty list on ranks other than 0 of a multi-process run).
 
     `batch_size` > 1 batches greedy generation (left padding); `clock_exact_hours` scores
     clock hours exactly as the study did (default: modulo 12); `builtin_data` maps built-in
-    benchmarks to local parquet files in their lmms-eval columns (offline runs).
+    benchmarks to local parquet files in their lmms-eval columns (offline runs);
+    `dataset_revisions` pins built-in benchmarks' hub datasets ({benchmark: revision}, config
+    evaluation.revisions).
     Raises ValueError (unknown benchmark) / FileNotFoundError (missing parquet or checkpoint)
     before loading anything, RuntimeError if generation fails, or (with `fail_on_empty`) if
     every answer of a benchmark is empty.
@@ -105,27 +108,31 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
         benchmarks = [benchmarks]
     benchmarks = list(dict.fromkeys(benchmarks))
     ckpt = _checkpoint_arg(checkpoint)
-    _check_hub_cache(ckpt, benchmarks, builtin_data)
+    revisions = {b: r for b, r in (dataset_revisions or {}).items() if r}
+    _check_hub_cache(ckpt, benchmarks, builtin_data, revisions)
     out_dir = Path(out_dir)
     run = _Run(ckpt, benchmarks, data_root, limit=limit, device=device, batch_size=int(batch_size),
-               clock_exact_hours=bool(clock_exact_hours), builtin_data=dict(builtin_data or {}))
+               clock_exact_hours=bool(clock_exact_hours), builtin_data=dict(builtin_data or {}),
+               revisions=revisions)
     results, task_of, timing = _run_lmms_eval(run, out_dir, t0)
     if results is None and _rank() > 0:
         return []  # a non-main rank of `accelerate launch`: rank 0 writes the outputs
     if not results or "results" not in results:
         raise RuntimeError(f"lmms-eval returned no results for checkpoint {ckpt}")
-    records = _normalized_records(run, results, task_of)
+    data = _data_records(run)
+    records = _normalized_records(run, results, task_of, data)
     _check_empty_answers(records, ckpt, fail_on_empty)
-    paths = _write_outputs(run, records, results.get("samples") or {}, out_dir, timing)
+    paths = _write_outputs(run, records, results.get("samples") or {}, out_dir, timing, data)
     log.info("evaluated %s on %d benchmarks in %.1f s", ckpt, len(benchmarks), time.perf_counter() - t0)
     return paths
 
 
-def _check_hub_cache(ckpt: str, benchmarks: list[str], builtin_data: dict | None) -> None:
+def _check_hub_cache(ckpt: str, benchmarks: list[str], builtin_data: dict | None,
+                     revisions: dict | None = None) -> None:
     """Offline (the workflow's evaluation jobs): the checkpoint's hub root and every built-in
-    benchmark read from the hub are in the cache, else one error naming them and the prefetch
-    command, before lmms-eval and the model load (lmmcl.hubcache). lmms-eval is pointed at the
-    datasets cache prefetch fills, not at node-local scratch."""
+    benchmark read from the hub (at its pinned revision) are in the cache, else one error naming
+    them and the prefetch command, before lmms-eval and the model load (lmmcl.hubcache). lmms-eval
+    is pointed at the datasets cache prefetch fills, not at node-local scratch."""
     from lmmcl import hubcache
     from lmmcl.models.delta import chain
 
@@ -133,7 +140,7 @@ def _check_hub_cache(ckpt: str, benchmarks: list[str], builtin_data: dict | None
     hubcache.require_model(chain(ckpt)[0])
     reg = taskgen.registry()
     hubcache.require_datasets([b for b in benchmarks if b in reg and taskgen.is_builtin(reg[b])
-                               and b not in (builtin_data or {})])
+                               and b not in (builtin_data or {})], revisions=revisions)
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,7 @@ class _Run:
     batch_size: int
     clock_exact_hours: bool
     builtin_data: dict
+    revisions: dict  # {built-in benchmark: pinned hub dataset revision}
 
 
 def _run_lmms_eval(run: _Run, out_dir: Path, t0: float):
@@ -156,9 +164,12 @@ def _run_lmms_eval(run: _Run, out_dir: Path, t0: float):
     with tempfile.TemporaryDirectory(prefix="lmmcl_eval_") as tmp:
         tasks_dir = Path(tmp) / "tasks"
         task_of = taskgen.write_tasks(run.benchmarks, run.data_root, tasks_dir, cache_dir=Path(tmp) / "hf_datasets",
-                                      clock_exact_hours=run.clock_exact_hours, builtin_data=run.builtin_data)
+                                      clock_exact_hours=run.clock_exact_hours, builtin_data=run.builtin_data,
+                                      revisions=run.revisions)
         reg = taskgen.registry()
-        hub_builtins = [b for b in run.benchmarks if taskgen.is_builtin(reg[b]) and b not in run.builtin_data]
+        # built-in tasks run under their own name (pinned and local ones are include: wrappers of ours)
+        hub_builtins = [b for b in run.benchmarks if taskgen.is_builtin(reg[b]) and b not in run.builtin_data
+                        and b not in run.revisions]
 
         t_import = time.perf_counter()
         _defer_import("evaluate")
@@ -199,11 +210,40 @@ def _run_lmms_eval(run: _Run, out_dir: Path, t0: float):
     return results, task_of, timing
 
 
-def _normalized_records(run: _Run, results: dict, task_of: dict) -> dict:
+def _data_records(run: _Run) -> dict:
+    """{benchmark: what data it read}: a local parquet's path and sha256 (ours, or a built-in task on
+    local data), or a built-in task's hub dataset with its pinned revision ("unpinned" if none) and
+    the commit loaded, as far as the caches tell (None: unknown). Read after lmms-eval loaded it."""
+    from lmmcl import hubcache
+    from lmmcl.hashing import sha256_file
+
+    reg = taskgen.registry()
+    out = {}
+    for b in run.benchmarks:
+        spec = reg[b]
+        if not taskgen.is_builtin(spec) or b in run.builtin_data:
+            path = Path(run.builtin_data[b]).resolve() if b in run.builtin_data else taskgen.parquet_path(
+                b, run.data_root, reg)
+            out[b] = {"source": "parquet", "file": str(path), "sha256": sha256_file(path)}
+            continue
+        ds = taskgen.builtin_dataset(spec["task"])
+        revision = run.revisions.get(b)
+        try:  # a record, never a reason to lose a finished evaluation
+            commit = hubcache.loaded_commit(ds["path"], ds["name"], revision,
+                                            ds["kwargs"].get("cache_dir") or hubcache.datasets_cache_dir())
+        except Exception:
+            commit = None
+        out[b] = {"source": "hub", "dataset": ds["path"], "config": ds["name"], "split": ds["split"],
+                  "revision": revision or "unpinned", "commit": commit}
+    return out
+
+
+def _normalized_records(run: _Run, results: dict, task_of: dict, data: dict) -> dict:
     """{benchmark: record} of lmmcl.evaluation.normalize, with our task hashes."""
     configs = results.get("configs") or {}
     hashes = {task_of[b]: taskgen.task_hash(b, run.data_root, run.limit, clock_exact_hours=run.clock_exact_hours,
-                                            task_config=configs.get(task_of[b]), data_file=run.builtin_data.get(b))
+                                            task_config=configs.get(task_of[b]), data_file=run.builtin_data.get(b),
+                                            revision=run.revisions.get(b), data_sha256=data[b].get("sha256"))
               for b in run.benchmarks}
     return normalize.normalize_results(results, {t: b for b, t in task_of.items()}, results.get("samples") or {},
                                        task_hashes=hashes)
@@ -222,7 +262,7 @@ def _check_empty_answers(records: dict, ckpt: str, fail_on_empty: bool) -> None:
             print(f"WARNING: {msg}; scored 0", flush=True)
 
 
-def _write_outputs(run: _Run, records: dict, samples: dict, out_dir: Path, timing: dict) -> list[Path]:
+def _write_outputs(run: _Run, records: dict, samples: dict, out_dir: Path, timing: dict, data: dict) -> list[Path]:
     """Per benchmark: ``<benchmark>.samples.jsonl`` first, then ``<benchmark>.json`` (atomically)."""
     from lmmcl.evaluation import model as lmmcl_model
 
@@ -248,6 +288,8 @@ def _write_outputs(run: _Run, records: dict, samples: dict, out_dir: Path, timin
             "checkpoint": run.ckpt,
             "lmms_eval_version": rec["lmms_eval_version"],
             "task_hash": rec["task_hash"],
+            # the data read: a parquet's path + sha256, or a hub dataset's pinned revision + commit
+            "data": data[bench],
             # generation time of this benchmark; the whole call's breakdown is in "timing"
             "seconds": round(gen_seconds.get(task, 0.0), 3),
             "samples": rec["samples"],

@@ -30,6 +30,17 @@ def parse_builtin_data(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def parse_dataset_revisions(items: list[str] | None) -> dict[str, str]:
+    """`["ai2d=<commit>", ...]` (--dataset-revisions) -> {"ai2d": "<commit>"}."""
+    out = {}
+    for item in items or []:
+        name, sep, revision = item.partition("=")
+        if not sep or not name or not revision:
+            raise ValueError(f"--dataset-revisions {item!r}: expected BENCHMARK=REVISION")
+        out[name] = revision
+    return out
+
+
 def set_hub_env(checkpoint: str, benchmarks: list[str], builtin_data: dict | None = None) -> bool:
     """Allow the hub (HF_HUB_OFFLINE=0) only when the run needs it and the user has not set the
     variables; otherwise `lmmcl.evaluation.run` defaults them to offline. Returns needs-hub."""

@@ -235,11 +235,10 @@ def source_revision(repo: str, *, path: str | None = None, revision: str | None 
 
         rev["commit"] = HfApi().dataset_info(repo, revision=revision).sha
     except Exception:
-        try:
-            from huggingface_hub import constants
+        try:  # offline: a commit sha is its own commit, else the hub cache's refs/<revision>
+            from lmmcl.hubcache import dataset_commit
 
-            ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "refs" / (revision or "main")
-            rev["commit"] = ref.read_text().strip() if ref.exists() else None
+            rev["commit"] = dataset_commit(repo, revision)
         except Exception:
             pass
     return rev
