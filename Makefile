@@ -1,6 +1,7 @@
 # Two entry points, each setting up .venv itself from a fresh clone:
 #   make run    the default experiment (pass Snakemake arguments with ARGS="...")
 #   make test   the test suite
+#   make pretrain  rebuild the default's shipped pretrained base (pretrained/tiny_default/)
 # and the lock (docs/install.md, requirements/lock.py):
 #   make lock        rebuild requirements/lock.txt from requirements/direct.txt (keeps existing pins)
 #   make lock UPGRADE=1   ... re-resolving every pin to the newest allowed release
@@ -25,7 +26,7 @@ export DS_BUILD_OPS := 0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test dry-run clean lock check-lock lint
+.PHONY: install run test dry-run clean lock check-lock lint pretrain
 
 install: $(STAMP)
 
@@ -66,6 +67,13 @@ dry-run: $(STAMP)
 
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Rebuild the tiny default's shipped base (pretrained/tiny_default/) from config/pretrain_tiny.yaml:
+# pre-train it through the workflow, then copy it into the repository (same bytes with portable numerics)
+PRETRAIN_BASE := results/pretrain_tiny/seed0/base/manifest.json
+pretrain: $(STAMP)
+	$(OFFLINE) $(BIN)/snakemake $(PRETRAIN_BASE) --cores $(CORES) --configfile config/config.yaml config/pretrain_tiny.yaml
+	$(BIN)/lmmcl ship-base $(PRETRAIN_BASE) --out pretrained/tiny_default
 
 # `snakemake --lint` of the workflow (also a test: tests/test_lint_conda.py)
 lint: $(STAMP)

@@ -191,6 +191,13 @@ def cmd_recipes(a):
         print(f"{name:14} {spec.get('description', '')}")
 
 
+def cmd_ship_base(a):
+    from .models.shipped import ship
+
+    out = ship(a.manifest, a.out)
+    print(f"shipped {a.manifest} -> {out}/model (+ manifest.json)")
+
+
 def cmd_resources(a):
     from . import resources_estimate as est
     from .config import Plan, load_configfiles
@@ -289,6 +296,12 @@ def _training_commands(sub):
     s.add_argument("--out", required=True, help="manifest.json to write")
     _tracking_arg(s)
     s.set_defaults(func=cmd_build_base)
+
+    s = sub.add_parser("ship-base", help="copy a finished tiny base (model/ + manifest) into the repository, "
+                       "e.g. pretrained/tiny_default (make pretrain)")
+    s.add_argument("manifest", help="the base's manifest.json, e.g. results/pretrain_tiny/seed0/base/manifest.json")
+    s.add_argument("--out", required=True, help="folder to write: <out>/model and <out>/manifest.json")
+    s.set_defaults(func=cmd_ship_base)
 
     s = sub.add_parser("fingerprint", help="the default's data, initial model and first steps as sha256: where this machine "
                        "stands against the reference numbers (docs/reproducibility.md)")

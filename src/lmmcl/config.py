@@ -217,7 +217,9 @@ class Plan:
         except ValueError as e:
             raise ConfigError(f"model.family: {e}") from None
         ckpt = model.get("checkpoint")
-        if fam.default_checkpoint is None:  # tiny_llava: built from model.tiny, no checkpoint
+        if fam.default_checkpoint is None:  # tiny_llava: built from model.tiny, or a shipped base
+            if ckpt:
+                self._check_shipped_base(ckpt, model)
             return
         if not ckpt:
             raise ConfigError(f"model.checkpoint: required for family {fam.name!r}; allowed: a hub id "
@@ -234,6 +236,31 @@ class Plan:
             check_family(fam.name, ckpt, where="model.checkpoint", model_type=model_type, family_key="model.family")
         except ValueError as e:
             raise ConfigError(str(e)) from None
+
+    @staticmethod
+    def _check_shipped_base(ckpt: str, model: dict) -> None:
+        """A tiny model.checkpoint is a tiny save_pretrained folder whose shape is model.tiny (a
+        changed shape needs its own pre-training: checkpoint null)."""
+        from .models import shipped
+        from .models.tiny import TinySpec
+
+        try:
+            folder = shipped.resolve(ckpt)
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
+        built = shipped.tiny_spec(folder)
+        if built is None:
+            raise ConfigError(f"model.checkpoint: {ckpt!r} ({folder}) is not a tiny_llava checkpoint (its config.json "
+                              f"has no lmmcl_tiny_spec); allowed: a base written by lmmcl build-base, or null")
+        try:
+            wanted = TinySpec.from_dict(model.get("tiny")).__dict__
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        diff = sorted(k for k in wanted if wanted[k] != built.get(k))
+        if diff:
+            raise ConfigError(
+                f"model.tiny differs from the shipped base {folder} in {', '.join(f'{k}: {wanted[k]!r} (base: {built.get(k)!r})' for k in diff)}; "
+                f"a base of another shape needs its own pre-training: set model.checkpoint: null (model.base_training)")
 
     def _trainable_tasks(self) -> list[str]:
         return sorted(n for n, s in registry.datasets().items() if "train" in (s.get("splits") or []))

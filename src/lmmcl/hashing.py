@@ -22,9 +22,11 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def file_hashes(folder: str | os.PathLike, suffixes=(".safetensors", ".json")) -> dict:
-    """{file name: sha256} of a folder's files with these suffixes (a checkpoint's weights and configs)."""
+    """{file name: sha256} of a folder's files with these suffixes (a checkpoint's weights and
+    configs); `suffixes=None`: every file."""
     folder = Path(folder)
-    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.suffix in suffixes}
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir())
+            if p.is_file() and (suffixes is None or p.suffix in suffixes)}
 
 
 def config_hash(obj) -> str:

@@ -167,10 +167,22 @@ def all_eval_files():
 
 
 def base_data(wildcards):
-    """The tiny base's pre-training splits (none for a real family: its base is a pointer)."""
-    if config["model"]["family"] != "tiny_llava":
+    """The tiny base's pre-training splits (none for a real family or a shipped tiny base: the
+    base is a pointer)."""
+    if config["model"]["family"] != "tiny_llava" or config["model"].get("checkpoint"):
         return []
     return [train_split(s) for s in PLAN.base_training["skills"]]
+
+
+def base_checkpoint_files(wildcards):
+    """A shipped tiny base's files (model.checkpoint): inputs of build_base, so that a new shipped
+    base (`make pretrain`, a pull) reruns the base and everything after it."""
+    if config["model"]["family"] != "tiny_llava" or not config["model"].get("checkpoint"):
+        return []
+    from lmmcl.models.shipped import resolve
+
+    folder = resolve(config["model"]["checkpoint"])
+    return sorted(str(p) for p in folder.iterdir() if p.is_file())
 
 
 def out_dir_of(key):

@@ -9,6 +9,7 @@ rule build_base:
     """Stage 0: the tiny base pre-trained on the held-out skills, or a pointer to a real checkpoint."""
     input:
         data=base_data,
+        checkpoint=base_checkpoint_files,
     output:
         LAYOUT.base_manifest("{seed}"),
     params:

@@ -176,11 +176,26 @@ def train_stage(*, parent_manifest: str | Path, data: list[str | Path], out_mani
     return written
 
 
+def _point_at_shipped_base(model_cfg: dict, fields: dict, out_manifest: Path) -> dict:
+    """A tiny base that was pre-trained once and shipped (`model.checkpoint`, e.g.
+    pretrained/tiny_default/model): the manifest points at it as at a hub checkpoint and records the
+    sha256 of its files, after checking them against the shipped manifest. Nothing is trained."""
+    from ..models import integrity, shipped
+
+    folder = shipped.resolve(model_cfg["checkpoint"])
+    integrity.verify(folder)
+    return manifests.write(out_manifest, {
+        **fields, "checkpoint": str(folder), "revision": None, "checkpoint_is_local": False,
+        "tiny_spec": shipped.tiny_spec(folder), "shipped_base": shipped.record(folder),
+        "config_hash": config_hash(model_cfg)})
+
+
 def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, data: list[str | Path],
                hparams: dict, seed: int = 0, threads: int | None = None, tracking: dict | None = None) -> dict:
-    """Stage 0. For the tiny family: build from a seeded config and pre-train on the held-out
-    skills (so the base has abilities that later stages can forget). For real families: a
-    manifest that points at the published checkpoint (downloaded by whoever loads it)."""
+    """Stage 0. For the tiny family: a shipped pre-trained base (`model.checkpoint`), or built from
+    a seeded config and pre-trained on the held-out skills (so the base has abilities that later
+    stages can forget). For real families: a manifest that points at the published checkpoint
+    (downloaded by whoever loads it)."""
     out_manifest = Path(out_manifest)
     fields = manifests.base_fields(experiment=experiment, family=model_cfg["family"])
     if model_cfg["family"] != "tiny_llava":
@@ -189,6 +204,9 @@ def build_base(*, model_cfg: dict, experiment: str, out_manifest: str | Path, da
         return manifests.write(out_manifest, {**fields, "checkpoint": model_cfg["checkpoint"],
                                               "revision": model_cfg.get("revision"),
                                               "checkpoint_is_local": False, "config_hash": config_hash(model_cfg)})
+
+    if model_cfg.get("checkpoint"):
+        return _point_at_shipped_base(model_cfg, fields, out_manifest)
 
     from ..models.tiny import TinySpec, build_tiny_llava
 
