@@ -12,6 +12,9 @@ data, in two fresh folders:
      kernel's AVX2 path instead of AVX-512; oneMKL, oneDNN, NumPy and glibc's libm dispatch capped;
      every oneMKL vector-math result one ulp off, as another CPU's oneMKL may round it:
      tests/vml_shim.c, preloaded)
+(both fine-tune the shipped base, pretrained/tiny_default/, as `make run` does; whether its
+pre-training gives the same bytes on a machine is benchmarks/pretrained_base.py's check, with the
+same --avx2 stand-in)
 and compares each run's scores.csv byte for byte with the other and with the committed reference
 `benchmarks/reference/tiny_default_scores.csv` (the README's numbers), printing the Learning /
 HeldOut_mean of each method and every score that differs. `--native` repeats A and B with
