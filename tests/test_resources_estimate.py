@@ -25,8 +25,10 @@ PAPER = ["paper_llava_onevision", "paper_llama3_llava_next", "paper_qwen2_5_vl"]
 
 
 def _default_cfg(**methods):
+    """The default config, with a base of its own (the tests change model.tiny: not the shipped base's shape)."""
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["methods"].update(methods)
+    cfg["model"]["checkpoint"] = None
     return cfg
 
 

@@ -363,27 +363,33 @@ def resumable_checkpoint(work_dir: Path, key: str) -> str | None:
 
     State left by another configuration (different key) is deleted, never resumed. The HF
     Trainer writes a checkpoint folder file by file and `trainer_state.json` last, so a folder
-    without it was cut off by a kill and is deleted too.
+    without it was cut off by a kill and is deleted too. Only the first process (RANK 0) deletes
+    and writes; the other ranks of a launch read the same answer (rank 0 writes files alone).
     """
     marker = work_dir / "resume_key.json"
-    if work_dir.exists():
-        try:
-            same = marker.is_file() and json.loads(marker.read_text()).get("key") == key
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            same = False  # an unreadable marker (written by hand?): start over
-        if not same:
-            shutil.rmtree(work_dir)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _newest_complete(work_dir) if _same_key(marker, key) else None
+    if work_dir.exists() and not _same_key(marker, key):
+        shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(marker, {"key": key})  # a kill mid-write must not leave a truncated marker
-    complete = []
     for d in work_dir.glob("checkpoint-*"):
-        if (d / "trainer_state.json").is_file():
-            complete.append(d)
-        else:
+        if not (d / "trainer_state.json").is_file():
             shutil.rmtree(d)
-    if not complete:
-        return None
-    return str(max(complete, key=lambda d: int(re.search(r"(\d+)$", d.name).group(1))))
+    return _newest_complete(work_dir)
+
+
+def _same_key(marker: Path, key: str) -> bool:
+    """The marker names this key (an unreadable one, written by hand?, does not: start over)."""
+    try:
+        return marker.is_file() and json.loads(marker.read_text()).get("key") == key
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
+        return False
+
+
+def _newest_complete(work_dir: Path) -> str | None:
+    complete = [d for d in work_dir.glob("checkpoint-*") if (d / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda d: int(re.search(r"(\d+)$", d.name).group(1)))) if complete else None
 
 
 def fit(model, processor, dataset, hp: dict, work_dir: str | Path, resume_key: str | None = None,
