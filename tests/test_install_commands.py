@@ -25,7 +25,13 @@ def test_the_lock_names_no_index_and_only_torch_is_a_cpu_build():
 
 def install_commands() -> list[str]:
     """`make -n -B install`: the recipe as make runs it, with `.` for this checkout."""
-    out = subprocess.run(["make", "-n", "-B", "install"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    import os
+
+    # under `make test` this is a sub-make: without the parent's MAKEFLAGS/MAKELEVEL it prints no
+    # "make[1]: Entering directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", "-B", "install"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
     return [l.replace(str(ROOT), ".") for l in out.splitlines() if l.strip()]
 
 
