@@ -10,6 +10,9 @@ What `make pretrain` does, in a fresh folder (fresh data too): the base of `conf
 file of the rebuilt `model/` next to the committed `pretrained/tiny_default/model/`, the base's
 held-out score is not computed here (the default's evaluation of its base does that). Exit status 1
 when a file differs. tests/test_shipped_base.py checks the same mechanism on a small config in seconds.
+
+Measured on an idle 2-core Intel Xeon (family 6, model 167), commit d521879: every file of the
+rebuilt model/ byte-identical to the committed one, 262 s.
 """
 from __future__ import annotations
 
