@@ -32,3 +32,15 @@ def vml_shim(tmp_path_factory):
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     return out
+
+
+@pytest.fixture()
+def caches(tmp_path, monkeypatch):
+    """A temporary HF_HOME for in-process calls: hub cache and datasets cache (lmms-eval's pin)."""
+    from huggingface_hub import constants
+
+    home = tmp_path / "hf"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(home / "datasets"))
+    return home

@@ -150,17 +150,6 @@ def prepared_copy(cache: Path, repo: str, commit: str, parquet: Path | None = No
     return dest
 
 
-@pytest.fixture()
-def caches(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    home = tmp_path / "hf"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(home / "datasets"))
-    return home
-
-
 def _age(folder: Path, seconds: int = 100) -> None:
     st = folder.stat()
     os.utime(folder, (st.st_atime - seconds, st.st_mtime - seconds))

@@ -100,18 +100,6 @@ def job_env(hf_home: Path) -> dict:
     return env
 
 
-@pytest.fixture()
-def caches(tmp_path, monkeypatch):
-    """A temporary HF_HOME for in-process calls: hub cache and datasets cache (lmms-eval's pin)."""
-    from huggingface_hub import constants
-
-    home = tmp_path / "hf"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(home / "datasets"))
-    return home
-
-
 # ---- what a config needs ------------------------------------------------------------------------
 def test_paper_config_needs_the_checkpoint_and_every_builtin_dataset(tmp_path):
     items = prefetch.plan_items(load_configfiles([str(ROOT / PAPER)]))

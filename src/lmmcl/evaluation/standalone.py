@@ -19,26 +19,25 @@ def default_out_dir(checkpoint: str, root: str = "results/standalone") -> Path:
     return Path(root) / "__".join(parts)
 
 
-def parse_builtin_data(items: list[str] | None) -> dict[str, str]:
-    """`["ai2d=/data/ai2d.parquet", ...]` -> {"ai2d": "/data/ai2d.parquet"}."""
+def _pairs(items: list[str] | None, option: str, value: str) -> dict[str, str]:
+    """`["NAME=VALUE", ...]` of a CLI option -> {NAME: VALUE}; ValueError naming a malformed item."""
     out = {}
     for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--builtin-data {item!r}: expected BENCHMARK=PARQUET")
-        out[name] = path
+        name, sep, val = item.partition("=")
+        if not sep or not name or not val:
+            raise ValueError(f"{option} {item!r}: expected BENCHMARK={value}")
+        out[name] = val
     return out
+
+
+def parse_builtin_data(items: list[str] | None) -> dict[str, str]:
+    """`["ai2d=/data/ai2d.parquet", ...]` -> {"ai2d": "/data/ai2d.parquet"}."""
+    return _pairs(items, "--builtin-data", "PARQUET")
 
 
 def parse_dataset_revisions(items: list[str] | None) -> dict[str, str]:
     """`["ai2d=<commit>", ...]` (--dataset-revisions) -> {"ai2d": "<commit>"}."""
-    out = {}
-    for item in items or []:
-        name, sep, revision = item.partition("=")
-        if not sep or not name or not revision:
-            raise ValueError(f"--dataset-revisions {item!r}: expected BENCHMARK=REVISION")
-        out[name] = revision
-    return out
+    return _pairs(items, "--dataset-revisions", "REVISION")
 
 
 def set_hub_env(checkpoint: str, benchmarks: list[str], builtin_data: dict | None = None) -> bool:

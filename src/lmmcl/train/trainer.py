@@ -236,19 +236,17 @@ class StageTrainer(Trainer):
         folder = out / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         previous = [d for d in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if d != folder and (d / "trainer_state.json").is_file()]
         try:
-            return self._save_checkpoint_files(model, trial)
+            return self._save_checkpoint_files(model, trial, folder)
         except Exception as e:
             if isinstance(e, WriteFailed):
                 raise
             raise CheckpointWriteFailed(e, folder, max(previous, key=lambda d: int(d.name.rsplit("-", 1)[1]), default=None)) from e
 
-    def _save_checkpoint_files(self, model, trial):
+    def _save_checkpoint_files(self, model, trial, folder: Path):
         extra = self._full_trained(self.model)
         if extra and self.args.should_save:
             from safetensors.torch import save_file
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             folder.mkdir(parents=True, exist_ok=True)
             save_file({n: p.detach().cpu().contiguous().clone() for n, p in extra.items()}, str(folder / self.FULL_TRAINED))
         return super()._save_checkpoint(model, trial)
