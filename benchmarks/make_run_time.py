@@ -14,7 +14,8 @@ baseline, candidate, baseline, ... so that a change in machine load hits both. P
   `import lmmcl.cli`), configure (torch import, numerics), imports, load (model), train (the
   training loop), save, and for evaluations lmms-eval's import, `simple_evaluate`, generation.
   The baseline's records hold fewer phases (training loop, evaluation import/run); "other" is a
-  job's wall time minus the phases recorded.
+  job's wall time minus the phases recorded. With evaluation.in_training_job the stage jobs'
+  records hold their evaluation as a phase (`evaluate`), and the evaluation records say so.
 Nothing is asserted: the script prints what it measured.
 """
 from __future__ import annotations
@@ -113,11 +114,15 @@ def phases(results: Path) -> dict[str, list[dict]]:
             # one record per checkpoint suffices: every benchmark of a job carries the same timing
             if f.stem == sorted(p.stem for p in f.parent.glob("*.json") if not p.name.endswith(".samples.json"))[0]:
                 t = dict(rec["timing"])
-                t.pop("total", None)
+                # evaluation.in_training_job: evaluated by the stage job's process (its wall holds both)
+                in_job = bool(t.pop("in_training_job", False))
+                total = t.pop("total", None)
+                if in_job:
+                    out["stage_evaluate"].append(total or 0.0)
                 if "generation" not in t:
                     t["generation"] = sum(json.loads(g.read_text()).get("seconds") or 0 for g in f.parent.glob("*.json")
                                           if not g.name.endswith(".samples.json"))
-                out["evaluation"].append(t)
+                out["evaluation in stage job" if in_job else "evaluation"].append(t)
     return out
 
 
@@ -134,13 +139,20 @@ def summarize(label: str, run: dict) -> None:
     for rule, _, s in jobs:
         if rule in KINDS:
             wall[KINDS[rule]].append(s)
-    for kind, recs in sorted(phases(run["results"]).items()):
+    found = phases(run["results"])
+    in_job = found.pop("stage_evaluate", [])
+    if in_job:  # the stage jobs' wall holds their evaluation: count it as a phase of theirs
+        for r in found.get("stage", []):
+            r["evaluate"] = statistics.mean(in_job)
+    for kind, recs in sorted(found.items()):
         keys = sorted({k for r in recs for k in r}, key=lambda k: ["startup", "configure", "imports", "import", "load",
                                                                    "train", "simple_evaluate", "generation",
                                                                    "save"].index(k) if k in (
             "startup", "configure", "imports", "import", "load", "train", "simple_evaluate", "generation", "save") else 99)
         mean = {k: statistics.mean(r.get(k, 0.0) for r in recs) for k in keys}
         job = statistics.mean(wall[kind]) if wall.get(kind) else float("nan")
+        if kind == "evaluation in stage job":
+            job = statistics.mean(in_job)  # its seconds inside the stage job
         # simple_evaluate contains generation; the evaluation's own phases are its parts
         accounted = sum(v for k, v in mean.items() if k not in ("generation",))
         parts = ", ".join(f"{k} {v:.1f}" for k, v in mean.items())

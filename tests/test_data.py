@@ -15,7 +15,7 @@ from PIL import Image
 
 from lmmcl.data import contract, synthetic
 from lmmcl.data.contract import REQUIRED_COLUMNS, read_split, validate_split, write_split
-from lmmcl.data.synthetic import SKILLS, generate, write_skill
+from lmmcl.data.skills import SKILLS, generate, write_skill
 
 N = 40
 
@@ -233,7 +233,7 @@ def test_contract_module_constants():
 
 
 def test_base_only_data_wordings_and_language_prior():
-    from lmmcl.data.synthetic import QUESTION_VARIANTS
+    from lmmcl.data.synthetic import QUESTION_VARIANTS  # the held-out skills' wordings (their SkillSpec.variants)
 
     # held-out skills: the train split (the base's) asks every wording, the test split the first only
     for skill, wordings in QUESTION_VARIANTS.items():
@@ -256,3 +256,99 @@ def test_base_only_data_wordings_and_language_prior():
         if r["label"] == "syn_birds":
             options = question.split("\n")[1:5]
             assert f"{r['answer']}. {hint}" in options
+
+
+# ------------------------------------------------------------------ one home for skills
+# Every procedural skill's first 12 records of each split (seed 0, 32 px): pixels and fields, and
+# the parquet bytes write_skill makes of them, as they were before the skills moved to
+# lmmcl.data.skills (data/draw.py, data/spec.py split out of synthetic.py). The default's numbers
+# (benchmarks/reference/tiny_default_scores.csv) depend on these bytes.
+RECORD_HASHES = {
+    "syn_birds/train": "b1d0badb31d89bde", "syn_birds/test": "f93c68a9989532a8",
+    "syn_count/train": "02361d64cdabbea9", "syn_count/test": "7e5033416067bf2e",
+    "syn_texture/train": "d9f5e40f09e69466", "syn_texture/test": "8e8754e1e4d5fe66",
+    "syn_words/train": "63cb79e56bdaa8fb", "syn_words/test": "ea5748a8a2820dde",
+    "syn_clock/train": "32e0b2d893cc04fd", "syn_clock/test": "830818b810564004",
+    "syn_color/train": "79cb6a59b6bc0b2e", "syn_color/test": "a0a63bf8de9bb631",
+    "syn_shape/train": "0139174e7e823641", "syn_shape/test": "948f53d12afc13e1",
+    "syn_position/train": "21e40318776fd223", "syn_position/test": "4aacedfd3f52446c",
+    "syn_prior/train": "f20523cd06a195da",
+    "syn_broad_bigger/train": "7abab8e9b4d8ef76", "syn_broad_circle_colour/train": "6dd3e3f14b102786",
+    "syn_broad_order/train": "404bea01f4279d87", "syn_broad_odd/train": "5462c6e9297f42f3",
+    "syn_broad_same/train": "4c619bc6e0bc6532", "syn_broad_fill/train": "c1a4eee6d255bc88",
+    "syn_broad_background/train": "f044e0a86ae5c724", "syn_broad_line/train": "1f72dd17794a7bdf",
+    "syn_broad_add/train": "95411cda51cc1ec6", "syn_broad_larger/train": "95f7a668245f49d9",
+    "syn_broad_spell/train": "07895eb49ea3d369", "syn_broad_next_letter/train": "4d7f644f7c771645",
+    "syn_broad_opposite/train": "e69aa0a1158fd36c", "syn_broad_repeat/train": "dbbc0393b917d24e",
+    "syn_broad_sort/train": "b587f43e7de8b67d", "syn_broad_last_word/train": "4d083de3a10418ca",
+    "syn_vis_fineness/train": "e2db6b289b506f5d", "syn_vis_stripes/train": "841655f606c98d34",
+    "syn_vis_letter/train": "8d091e234392fdef", "syn_vis_hand/train": "f67385cee770a19e",
+}
+PARQUET_HASHES = {  # write_skill(skill, split, 12, 0): the files the workflow writes (same lock)
+    "syn_birds/test": "1e1d803119fb11df", "syn_count/train": "5862d77c2f7c1063",
+    "syn_words/test": "ade2ac51df00b196", "syn_clock/train": "b7364ca6adc973ba",
+    "syn_color/train": "aec92ddc1a85498e", "syn_prior/train": "9458d20393f95541",
+    "syn_broad_add/train": "9d7f61ff74399f52", "syn_vis_hand/train": "d97c2bc004286408",
+}
+
+
+def test_every_procedural_skill_keeps_its_bytes(tmp_path):
+    procedural = {f"{n}/{s}" for n, spec in SKILLS.items() if spec.make for s in spec.splits}
+    assert procedural == set(RECORD_HASHES)
+    for key, expected in RECORD_HASHES.items():
+        name, split = key.split("/")
+        h = hashlib.sha256()
+        for rec in generate(name, split, 12, 0):
+            h.update(rec["image"].tobytes())
+            h.update(json.dumps({k: v for k, v in rec.items() if k != "image"}, sort_keys=True).encode())
+        assert h.hexdigest()[:16] == expected, key
+    for key, expected in PARQUET_HASHES.items():
+        name, split = key.split("/")
+        assert _sha(write_skill(name, split, 12, 0, tmp_path / f"{name}_{split}.parquet"))[:16] == expected, key
+
+
+def _module_imports(path) -> set[str]:
+    """The lmmcl.data modules a module of lmmcl.data imports at module level (not inside functions)."""
+    import ast
+
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            mod = (node.module or "").split(".")[0]
+            names |= {mod} if mod else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lmmcl.data."):
+            names.add(node.module.split(".")[2])
+    return names
+
+
+def test_data_modules_import_without_a_circle():
+    """The three kinds of skills register one way (lmmcl.data.skills imports the modules that define
+    them; they import only spec/draw and the study's word lists), so no module imports in a circle."""
+    from pathlib import Path
+
+    import lmmcl.data
+
+    folder = Path(lmmcl.data.__file__).parent
+    graph = {p.stem: _module_imports(p) & {q.stem for q in folder.glob("*.py")} for p in folder.glob("*.py")}
+    assert graph["skills"] >= {"synthetic", "broad_skills", "vision_skills", "spec"}
+    assert graph["spec"] == set() and graph["draw"] == set()
+    seen, done = set(), set()
+
+    def visit(m, path):
+        assert m not in seen or m in done, f"import circle: {' -> '.join(path + [m])}"
+        if m in done:
+            return
+        seen.add(m)
+        for n in graph.get(m, ()):
+            visit(n, path + [m])
+        done.add(m)
+
+    for m in graph:
+        visit(m, [])
+    # each kind of skill is in the one registry, under its kind
+    from lmmcl.data import broad_skills, synthetic, vision_skills
+
+    assert {SKILLS[n].kind for n in synthetic.STUDY_SKILLS} == {"study"}
+    assert {SKILLS[n].kind for n in (*broad_skills.BROAD_SKILLS, *vision_skills.VISION_SKILLS)} == {"research"}
+    # names kept where they were for existing callers
+    assert synthetic.write_skill is write_skill and synthetic.SKILLS is SKILLS

@@ -31,10 +31,12 @@ def run(args, cwd, env=None, timeout=120):
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("configfile", [None, "config/paper_llava_onevision.yaml"])
+@pytest.mark.parametrize("configfile", [None, "config/paper_llava_onevision.yaml",
+                                        "config/config.yaml config/example_own_skill.yaml"])
 def test_snakemake_lint_is_clean(configfile):
-    """The embedded default and a multi-GPU paper config (the linter checks rules, not jobs)."""
-    args = SNAKEMAKE + ["--lint"] + (["--configfile", str(ROOT / configfile)] if configfile else [])
+    """The embedded default, a multi-GPU paper config and the own-skill example (its conversion rules
+    exist only with a `skills:` entry; the linter checks rules, not jobs)."""
+    args = SNAKEMAKE + ["--lint"] + (["--configfile", *(str(ROOT / f) for f in configfile.split())] if configfile else [])
     p = run(args, cwd=ROOT, env=dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}"))
     out = p.stdout + p.stderr
     assert p.returncode == 0 and "Lints for" not in out, out[-4000:]

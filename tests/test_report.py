@@ -282,6 +282,9 @@ def test_write_report(tmp_path):
         *(f"tables/{t}_{m}.{e}" for t in ("R", "deltas") for m in ("sa_proj", "full") for e in ("csv", "md", "tex")),
         "tables/learning_forgetting.csv", "tables/learning_forgetting.md", "tables/learning_forgetting.tex",
         "tables/learning_forgetting_seeds.csv", "tables/pareto.csv", "tables/pareto.md",
+        *(f"tables/{t}_{m}_ci.csv" for t in ("R", "deltas") for m in ("sa_proj", "full")),
+        "tables/learning_forgetting_ci.csv", "tables/learning_forgetting_seeds_ci.csv", "tables/items.csv",
+        "tables/comparisons.csv", "tables/comparisons.md", "tables/comparisons.tex",
         "plots/learning_vs_heldout.png", "plots/heldout_per_stage.png", "plots/target_per_stage.png",
         "plots/pareto.png", "plots/R_heatmap_sa_proj.png", "plots/R_heatmap_full.png",
     }

@@ -21,7 +21,7 @@ from lmmcl.train.hparams import complete
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 2 ** 20
-PAPER = ["paper_llava_onevision", "paper_llama3_llava_next", "paper_qwen2_5_vl"]
+PAPER = ["paper_llava_onevision", "paper_llama3_llava_next", "paper_qwen2_5_vl", "paper_qwen3_vl"]
 
 
 def _default_cfg(**methods):
@@ -234,7 +234,7 @@ def test_zero_partitioning_matches_the_measured_per_rank_state():
                                   (4000, 3000)])
 def test_image_tokens_equal_the_processors(size):
     """The image-token counts equal transformers' own processor arithmetic (called without a
-    tokenizer or weights): LLaVA-OneVision anyres_max_9, LLaVA-NeXT anyres, Qwen2.5-VL smart_resize."""
+    tokenizer or weights): LLaVA-OneVision anyres_max_9, LLaVA-NeXT anyres, Qwen2.5-VL and Qwen3-VL smart_resize."""
     from transformers.models.llava_next.processing_llava_next import LlavaNextProcessor
     from transformers.models.llava_onevision.processing_llava_onevision import LlavaOnevisionProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
@@ -254,6 +254,9 @@ def test_image_tokens_equal_the_processors(size):
         LlavaNextProcessor, nx, 336, patch_size=14, num_additional_image_tokens=1) - 1  # "default": no CLS
     h, w = smart_resize(*size, 28, est.QWEN_MIN_PIXELS, est.QWEN_MAX_PIXELS)
     assert est.qwen_tokens(size)[0] == h * w // 28 ** 2
+    # Qwen3-VL: Qwen2-VL's image processor with 16 px patches and its own pixel bounds
+    h, w = smart_resize(*size, 32, est.QWEN3_MIN_PIXELS, est.QWEN3_MAX_PIXELS)
+    assert est.qwen_tokens(size, 16, 2, est.QWEN3_MIN_PIXELS, est.QWEN3_MAX_PIXELS) == (h * w // 32 ** 2, h * w // 16 ** 2)
 
 
 @pytest.mark.parametrize("config", PAPER)

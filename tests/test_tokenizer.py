@@ -4,7 +4,7 @@ import pytest
 
 from lmmcl.data.broad_skills import BROAD_SKILLS
 from lmmcl.data.vision_skills import VISION_SKILLS
-from lmmcl.data.synthetic import SKILLS, generate, vocabulary_texts
+from lmmcl.data.skills import SKILLS, generate, vocabulary_texts
 from lmmcl.models.tiny import TinySpec, build_tokenizer, word_vocabulary
 
 

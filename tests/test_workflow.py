@@ -2,6 +2,7 @@
 
 Runs Snakemake in a temporary working directory (`--directory`) so nothing lands in the repo.
 """
+import json
 import os
 import re
 import shutil
@@ -79,6 +80,16 @@ def test_end_to_end_produces_tables(finished_run):
     m1 = json.loads((res / "seed0/full/stage1_syn_birds/manifest.json").read_text())
     assert m1["parent"].endswith("results/smoke/seed0/base/manifest.json")
     assert m1["trainable"]["trainable_share"] == 1.0
+    # 95 % intervals (lmmcl.report.intervals): every evaluation's 8 items paired with its base
+    items = pd.read_csv(res / "tables/items.csv")
+    assert len(items) == 3 * (1 + 2 * 2) and (items["status"] == "ok").all() and (items["paired_with_base"] == 8).all()
+    ci = pd.read_csv(res / "tables/learning_forgetting_ci.csv")
+    assert list(ci.columns[:6]) == ["method", "metric", "estimate", "lo", "hi", "contains_zero"]
+    learn = ci[ci["metric"] == "Learning"]
+    assert learn["lo"].notna().all() and (learn["lo"] <= learn["estimate"]).all() and (learn["estimate"] <= learn["hi"]).all()
+    assert "| sa_proj − full |" in (res / "tables/comparisons.md").read_text()
+    assert "## 95 % intervals (pp)" in (res / "tables/learning_forgetting.md").read_text()
+    assert (res / "tables/R_full_ci.csv").is_file() and (res / "tables/deltas_sa_proj_ci.csv").is_file()
     summary = p.stdout + p.stderr
     assert "learning_forgetting.md" in summary
     # training curves next to each stage's checkpoint, listed in its manifest
@@ -176,3 +187,31 @@ def test_seeds_and_sweep_plan_one_chain_per_seed_and_grid_point(tmp_path):
     assert trains == {f"seed={s}, method={m}, k={k}, task={t}" for s in (0, 3) for m in methods
                       for k, t in ((1, "syn_birds"), (2, "syn_count"))}
     assert sum(r == "evaluate_stage" for r, _ in jobs) == 2 * 4 * 2
+
+
+@pytest.mark.slow
+def test_evaluation_in_the_training_job_gives_the_same_answers(finished_run, tmp_path):
+    """evaluation.in_training_job: the stage jobs evaluate their stage in their own process; no
+    evaluate_stage job is left, the base keeps its own, and every answer and score equals those of
+    the separate evaluation jobs of the finished run (a copy of it: the base and data are reused)."""
+    wd, _ = finished_run
+    ij = tmp_path / "ij"
+    shutil.copytree(wd, ij, symlinks=True)
+    flag = ["--config", "evaluation={limit: 8, in_training_job: true}"]
+    jobs = planned_jobs(smk(ij, "-n", *flag).stdout)
+    assert {r for r, _ in jobs} == {"train_stage", "aggregate", "gallery"}, jobs
+    assert len([1 for r, _ in jobs if r == "train_stage"]) == 4
+    smk(ij, "--cores", "2", *flag)
+    res, ref = ij / "results/smoke", wd / "results/smoke"
+    stages = sorted(p.relative_to(ref / "seed0/evals") for p in (ref / "seed0/evals").glob("*/stage*"))
+    assert len(stages) == 4
+    for stage in stages:
+        for b in ("syn_birds", "syn_count", "syn_color"):
+            assert (res / "seed0/evals" / stage / f"{b}.samples.jsonl").read_bytes() == \
+                   (ref / "seed0/evals" / stage / f"{b}.samples.jsonl").read_bytes(), (stage, b)
+            rec = json.loads((res / "seed0/evals" / stage / f"{b}.json").read_text())
+            assert rec["timing"]["in_training_job"] is True and "startup" not in rec["timing"]
+        log = (res / "logs/seed0" / f"{stage}.log").read_text()
+        assert "trained" in log and "syn_color:" in log  # one log: the training, then the scores
+    assert (res / "scores.csv").read_bytes() == (ref / "scores.csv").read_bytes()
+    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(smk(ij, "-n", *flag))

@@ -20,7 +20,7 @@ def _json_arg(text: str):
 
 
 def cmd_make_data(a):
-    from .data.synthetic import write_skill
+    from .data.skills import write_skill
 
     path = write_skill(a.skill, a.split, a.n, a.seed, a.out, image_size=a.image_size)
     print(f"wrote {a.n} {a.skill}/{a.split} examples to {path}")
@@ -36,6 +36,40 @@ def cmd_convert(a):
     report = convert(a.dataset, a.out_dir, **opts)
     print(report.summary())
     print(f"wrote {a.out_dir}/<split>.parquet and {a.out_dir}/report.json")
+
+
+def cmd_skill(a):
+    """`lmmcl skill convert|check|words`: a config's own skills (lmmcl.data.declared, docs/own_skill.md)."""
+    from .data import declared
+
+    if a.skill_cmd == "convert":  # what the rules convert_skill_<name> / benchmark_skill_<name> run
+        if a.spec.get("name") != a.name:
+            raise ValueError(f"--spec is the declaration of skill {a.spec.get('name')!r}, not {a.name!r}")
+        record = declared.convert(a.spec, a.split, a.out_dir)
+        print(f"{a.name}: wrote {record['splits'][a.split]['examples']} {a.split} examples to {a.out_dir}/{a.split}.parquet")
+        return
+    from .config import Plan, load_configfiles
+
+    plan = Plan(load_configfiles(a.configfile))  # the planning checks (row texts, files, words)
+    if a.skill_cmd == "words":
+        words = plan.skill_words()
+        vocab, source = declared.vocabulary(words)
+        if vocab is None:
+            print(f"{source if words else 'the tokenizer of model.family'} reads any text: a declared skill's words "
+                  f"are not checked")
+            return
+        words = sorted({w.strip() for w in vocab if w.strip() and not w.startswith("<")}, key=lambda w: (w.lower(), w))
+        print(f"# {len(words)} words and marks of {source}")
+        print(" ".join(words))
+        return
+    names = a.names or list(plan.skills)
+    unknown = sorted(set(names) - set(plan.skills))
+    if unknown or not names:
+        raise ValueError(f"no declared skill {unknown or ''} in {' '.join(a.configfile)}; its skills: {sorted(plan.skills)}")
+    for name in names:  # everything the conversions check, the images decoded, nothing written
+        decl = plan.skills[name]
+        out = declared.read(decl, decode=tuple(decl["outputs"]))
+        print(f"{declared.describe(decl, out)}: OK")
 
 
 def cmd_build_base(a):
@@ -57,6 +91,36 @@ def cmd_train_stage(a):
                     checkpoint_format=a.checkpoint_format, tracking=a.tracking)
     if m:  # empty on the non-zero ranks of a multi-GPU launch
         _print_run(m, a.out)
+    if a.evaluate and m:
+        _evaluate_in_training_job(a.out, a.evaluate, a.numerics)
+
+
+# the keys of train-stage --evaluate: lmmcl.evaluation.run.evaluate's, and the evaluation's threads
+IN_JOB_EVAL_KEYS = {"benchmarks", "data_root", "out_dir", "limit", "device", "fail_on_empty", "batch_size",
+                    "clock_exact_hours", "dataset_revisions", "threads"}
+
+
+def _evaluate_in_training_job(manifest: str, spec: dict, numerics_mode: str | None):
+    """config evaluation.in_training_job: the stage just written, evaluated by this process as
+    `lmmcl evaluate --manifest` would (it loads the checkpoint from disk: the same weights and
+    answers), without a second process's start-up, imports and numerics set-up."""
+    unknown = set(spec) - IN_JOB_EVAL_KEYS
+    missing = {"benchmarks", "out_dir"} - set(spec)
+    if unknown or missing:
+        raise ValueError(f"--evaluate: unknown key(s) {sorted(unknown)} / missing {sorted(missing)}; "
+                         f"allowed: {sorted(IN_JOB_EVAL_KEYS)}")
+    from . import numerics
+    from .evaluation.run import evaluate
+    from .models.io import resolve_checkpoint
+
+    opts = dict(spec)
+    threads = opts.pop("threads", None)
+    if threads:
+        numerics.configure(numerics_mode, threads)  # the evaluation jobs' thread count (resources.eval_threads)
+    with timing.phase("evaluate"):
+        paths = evaluate(resolve_checkpoint(manifest), opts.pop("benchmarks"), opts.pop("data_root", "data"),
+                         opts.pop("out_dir"), in_training_job=True, **opts)
+    _print_evaluations(paths)
 
 
 def cmd_merge_stage(a):
@@ -107,6 +171,10 @@ def cmd_evaluate(a):
     paths = evaluate(checkpoint, a.benchmarks, a.data_root, out_dir, limit=a.limit, device=a.device,
                      fail_on_empty=a.fail_on_empty, batch_size=a.batch_size,
                      clock_exact_hours=a.clock_exact_hours, builtin_data=builtin_data, dataset_revisions=revisions)
+    _print_evaluations(paths)
+
+
+def _print_evaluations(paths):
     for p in paths:
         s = json.loads(Path(p).read_text())
         empty = f", {s['n_empty']} empty" if s.get("n_empty") else ""
@@ -133,7 +201,11 @@ def cmd_report(a):
 
 
 def cmd_gallery(a):
+    from .data.skills import register_saved
     from .report.gallery import summary_line, write_gallery
+
+    plan_benchmarks = [b for g in ("target", "held_out", "extra") for b in (a.plan or {}).get(g) or []]
+    register_saved(a.data_root, plan_benchmarks)  # a config's own skills: their test parquet under data_root
 
     outs = write_gallery(a.results, a.plan, a.data_root, a.out_dir, n=a.examples)
     print(summary_line(outs))
@@ -189,6 +261,36 @@ def cmd_recipes(a):
         return
     for name, spec in recipes.all_recipes().items():
         print(f"{name:14} {spec.get('description', '')}")
+
+
+def cmd_families(a):
+    from .models import families as fams
+
+    if a.suggest:
+        from .models.suggest import suggest_entry
+
+        print(suggest_entry(a.suggest, a.name))
+        return
+    if a.check:
+        from . import recipes
+        from .models.meta import build_meta
+
+        bad = 0
+        for name in a.check:
+            model = build_meta(name)
+            fam = fams.get_family(name)
+            problems = fams.check_roles([n for n, _ in model.named_parameters(remove_duplicate=False)], fam)
+            problems += recipes.check_recipes([n for n, _ in model.named_parameters()], fam)
+            bad += bool(problems)
+            print(f"{name}: " + ("role map and recipes OK" if not problems else "\n  ".join(["PROBLEMS"] + problems)))
+        if bad:
+            raise ValueError(f"{bad} family(ies) with problems (above)")
+        return
+    for fam in fams.FAMILIES.values():
+        builder = "module" if fam.build_tiny and fam.build_tiny.__module__ != fams.__name__ else "YAML (generic)"
+        published = f"{fam.published_params / 1e9:.2f}B" if fam.published_params else "-"
+        print(f"{fam.name:16} {fam.model_class:42} {fam.default_checkpoint or '(tiny, built in code)':40} "
+              f"{published:>7}  tiny builder: {builder}")
 
 
 def cmd_ship_base(a):
@@ -270,6 +372,22 @@ def _data_commands(sub):
     s.add_argument("--options", type=_json_arg, default={}, help="config data.sources.<dataset> as JSON")
     s.set_defaults(func=cmd_convert)
 
+    s = sub.add_parser("skill", help="a config's own skills (`skills:`): convert one split, check them, list the "
+                       "tiny tokenizer's words (docs/own_skill.md)")
+    ss = s.add_subparsers(dest="skill_cmd", required=True)
+    c = ss.add_parser("convert", help="write one split of a declared skill (what its Snakemake rules run)")
+    c.add_argument("name")
+    c.add_argument("--split", choices=["train", "test"], required=True)
+    c.add_argument("--spec", type=_json_arg, required=True, help="the skill's checked declaration (the rule's params)")
+    c.add_argument("--out-dir", required=True)
+    c = ss.add_parser("check", help="read every row of the declared skills (images decoded), write nothing")
+    c.add_argument("names", nargs="*", help="skills to check (default: all of the config)")
+    c.add_argument("--configfile", nargs="+", default=["config/config.yaml"])
+    c = ss.add_parser("words", help="the words the tiny model's word-level tokenizer knows (a declared skill may "
+                      "use only these)")
+    c.add_argument("--configfile", nargs="+", default=["config/config.yaml"])
+    s.set_defaults(func=cmd_skill)
+
     s = sub.add_parser("prefetch", help="fill the Hugging Face cache with the checkpoint and built-in benchmark "
                        "datasets a config's compute jobs load offline (run it where there is internet)")
     s.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
@@ -327,6 +445,10 @@ def _training_commands(sub):
     s.add_argument("--checkpoint-format", choices=CHECKPOINT_FORMATS, default="delta",
                    help="delta: store only the tensors that differ from the parent (default); full: standalone")
     _tracking_arg(s)
+    s.add_argument("--evaluate", type=_json_arg, default=None,
+                   help="then evaluate the stage in this process (config evaluation.in_training_job), as JSON: "
+                        "benchmarks, out_dir, and optionally data_root, limit, device, batch_size, fail_on_empty, "
+                        "clock_exact_hours, dataset_revisions, threads")
     s.set_defaults(func=cmd_train_stage)
 
     s = sub.add_parser("merge-stage", help="WiSE-FT: alpha x previous model + (1 - alpha) x finetuned stage")
@@ -374,7 +496,7 @@ def _evaluation_commands(sub):
 
 
 def _report_commands(sub):
-    """report, gallery, the probes, recipes: what the runs show."""
+    """report, gallery, the probes, recipes, families: what the runs show and what they run on."""
     s = sub.add_parser("report", help="scores.csv, tables and plots of one experiment")
     s.add_argument("--results", default="results", help="results root (outputs go to <results>/<experiment>/)")
     s.add_argument("--plan", type=_json_arg, help="report plan JSON of one experiment")
@@ -409,6 +531,17 @@ def _report_commands(sub):
                         "(built on the meta device from the shipped config.json; no weights)")
     s.add_argument("--family", nargs="*", help="with --table: only these families (default: all real ones)")
     s.set_defaults(func=cmd_recipes)
+
+    s = sub.add_parser("families", help="list the model families (--suggest: a role map for a new one, --check: "
+                       "prove role maps on the meta device)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--suggest", metavar="CLASS_OR_FOLDER",
+                   help="print a families.yaml entry with the role map read from the module tree (meta device) of a "
+                        "transformers class (e.g. Qwen3VLForConditionalGeneration) or a checkpoint folder's config.json")
+    g.add_argument("--check", nargs="+", metavar="FAMILY",
+                   help="check these families' role maps and the built-in recipes on their meta-device models")
+    s.add_argument("--name", help="with --suggest: the family name of the entry (default: the model type)")
+    s.set_defaults(func=cmd_families)
 
     from . import resources_estimate as est  # standard library only at import: --help stays fast
 

@@ -2,8 +2,9 @@
 
 The JSON schema (workflow/schemas/config.schema.yaml) checks shapes and types; `Plan` checks
 what a schema cannot (names that must exist in a registry, stage overrides for tasks that are
-not in the sequence, duplicate tasks) and raises `ConfigError` naming the bad value and what
-is allowed, before any job runs.
+not in the sequence, duplicate tasks, a config's own skills and their rows, recipes against the
+family's parameter names, scorers and method defaults) and raises `ConfigError` naming the bad
+value and what is allowed, before any job runs.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from . import recipes as recipe_registry
 from . import registry
 from .layout import stage_name
+from .report.plan import DEFAULT_RESAMPLES
 from .train.hparams import DEFAULT_HPARAMS, complete
 from .train.methods import DEFAULT_METHOD, METHOD_DEFAULTS, NO_RECIPE, RECIPE_OPTIONAL, method_keys, method_spec
 
@@ -88,6 +90,9 @@ class Plan:
         self.methods: dict = resolve_methods(cfg)
         self.stage_cfg: dict = cfg.get("stages") or {}
         self.extra_recipes: dict = cfg.get("recipes") or {}
+        # the config's own skills (`skills:`, lmmcl.data.declared), declared in the registry before
+        # anything reads it: each is a task and a benchmark of its name
+        self.skills: dict = self._declare_skills()
         b = cfg.get("benchmarks") or {}
         self.target = list(b.get("target") or [registry.benchmark_of_task(t) for t in self.sequence])
         self.held_out = list(b.get("held_out") or [])
@@ -115,7 +120,9 @@ class Plan:
             if registry.benchmark_of_task(t) not in benchmarks:
                 tasks = sorted({registry.task_of_benchmark(b) for b in benchmarks})
                 raise ConfigError(f"sequence: unknown task {t!r} (no benchmark measures it); allowed: {tasks}")
+        self._check_skills()
         self._check_datasets()
+        self._check_scorers()
         self._check_revisions()
         dup = set(self.target) & set(self.held_out) | set(self.target) & set(self.extra) | set(self.held_out) & set(self.extra)
         if dup:
@@ -144,6 +151,7 @@ class Plan:
             except ValueError as e:
                 raise ConfigError(str(e)) from None
             self._check_stage_keys(spec.get("stages") or {}, f"methods.{m}.stages")
+        self._check_recipes(known)
         self._check_stage_keys({k: v for k, v in self.stage_cfg.items() if k != "defaults"}, "stages")
         for where, hp in self._all_hparam_blocks():
             unknown = set(hp) - set(DEFAULT_HPARAMS)
@@ -199,6 +207,18 @@ class Plan:
         if procs > 1 and gpus >= 1:
             raise ConfigError(f"resources.processes: {procs} with resources.gpus: {gpus}; with GPUs one process per GPU "
                               f"is launched, so processes must be 1 (allowed: processes > 1 only with gpus: 0, on CPU)")
+        if self.eval_in_training_job and (procs > 1 or gpus > 1 or res.get("deepspeed")):
+            launch = (f"resources.gpus: {gpus}" if gpus > 1 else f"resources.processes: {procs}" if procs > 1
+                      else f"resources.deepspeed: {res.get('deepspeed')}")
+            raise ConfigError(f"evaluation.in_training_job: true needs a single-process training job, but {launch} "
+                              f"launches several; set evaluation.in_training_job: false (one evaluation job per "
+                              f"stage) or train with one process (gpus <= 1, processes 1, no deepspeed)")
+
+    @property
+    def eval_in_training_job(self) -> bool:
+        """evaluation.in_training_job: each stage's evaluation runs in its training job's process,
+        right after the training (WiSE-FT's merged stages keep their own evaluation job)."""
+        return bool((self.cfg.get("evaluation") or {}).get("in_training_job", False))
 
     def _check_model(self):
         """model.family is a family; a real family names model.checkpoint, and a local checkpoint
@@ -280,7 +300,7 @@ class Plan:
             if t not in trainable:
                 raise ConfigError(f"model.base_training.skills: {t!r} is not a dataset with a train split "
                                   f"(registry/datasets.yaml); allowed: {trainable}")
-        from .data.synthetic import PRIOR_TOKENIZERS
+        from .data.skills import PRIOR_TOKENIZERS
 
         tokenizer = ((self.cfg.get("model") or {}).get("tiny") or {}).get("tokenizer", "word")
         for prefix, kinds in PRIOR_TOKENIZERS.items():  # the research priors' words: only in their tokenizers'
@@ -300,6 +320,141 @@ class Plan:
                 reject_secret_options(name, opts or {})
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+
+    # ---- the config's own skills (lmmcl.data.declared, docs/own_skill.md) -------------------
+    def _declare_skills(self) -> dict:
+        """Parse `skills:` and make them the declared skills of this process (replacing any earlier
+        Plan's), so that the registries list them: {name: checked declaration}."""
+        from .data import declared, skills
+
+        entries = self.cfg.get("skills") or {}
+        if not isinstance(entries, dict):
+            raise ConfigError(f"skills: expected a mapping {{name: skill}}, got {entries!r} (docs/own_skill.md)")
+        skills.declare({})
+        taken = set(registry.datasets()) | set(registry.benchmarks())
+        data = self.cfg.get("data") or {}
+        words = self.skill_words() if entries else None
+        parsed = {}
+        for name, entry in entries.items():
+            if name in taken:
+                raise ConfigError(f"skills.{name}: {name!r} is already a dataset or benchmark of the registry; "
+                                  f"pick another name")
+            try:
+                parsed[name] = declared.parse(name, entry, data_seed=int(data.get("seed", 0) or 0),
+                                              data_limit=data.get("limit"), words=words)
+            except declared.SkillError as e:
+                raise ConfigError(str(e)) from None
+        skills.declare({n: declared.skill_spec(d) for n, d in parsed.items()})
+        return parsed
+
+    def skill_words(self) -> dict | None:
+        """Where the tiny family's word vocabulary is (a declared skill's words must be in it): the
+        tokenizer.json of a shipped base, else the tokenizer kind of model.tiny; None for a real
+        family or the byte tokenizer (they read any text)."""
+        model = self.cfg.get("model") or {}
+        if model.get("family") != "tiny_llava":
+            return None
+        if model.get("checkpoint"):
+            from .models import shipped
+
+            try:
+                tok = shipped.resolve(model["checkpoint"]) / "tokenizer.json"
+            except FileNotFoundError as e:
+                raise ConfigError(str(e)) from None
+            return {"tokenizer": str(tok)} if tok.is_file() else None
+        kind = (model.get("tiny") or {}).get("tokenizer", "word")
+        return None if kind == "byte" else {"tiny_tokenizer": kind}
+
+    def _check_skills(self):
+        """A declared skill trained on has a train split, one evaluated a test split; its local rows
+        are read (texts, ids, image files, answers against the scorer, the tiny tokenizer's words);
+        a hub or local Hugging Face dataset's rows are checked by its conversion."""
+        from .data import declared
+
+        used_train = set(self.sequence) | set(self._base_training_cfg().get("skills") or [])
+        for name, decl in self.skills.items():
+            if name in used_train and "train" not in decl["outputs"]:
+                raise ConfigError(f"skills.{name}: trained on (sequence or model.base_training.skills) but has no "
+                                  f"train split (its splits: {decl['outputs']}); give `path` rows and a "
+                                  f"test_fraction below 1, or a test_path")
+            if name in self.benchmarks and "test" not in decl["outputs"]:
+                raise ConfigError(f"skills.{name}: evaluated (benchmarks) but has no test split (test_fraction: 0); "
+                                  f"give a test_fraction above 0 or a test_path")
+            if decl["format"] != "hf":
+                try:
+                    declared.read(decl, images="exists")
+                except declared.SkillError as e:
+                    raise ConfigError(str(e)) from None
+
+    def _check_scorers(self):
+        """Every evaluated benchmark of ours names a scorer lmmcl.evaluation.scoring has, with
+        options it takes (found today only when its evaluation runs, after the training)."""
+        from .evaluation import scoring
+        from .evaluation.taskgen import scorer_of
+
+        reg = registry.benchmarks()
+        for group, names in (("target", self.target), ("held_out", self.held_out), ("extra", self.extra)):
+            for b in names:
+                spec = reg[b]
+                if spec.get("builtin"):
+                    continue
+                where = "config skills" if spec.get("declared") else "registry/benchmarks.yaml"
+                scorer = scorer_of(spec, bool((self.cfg.get("evaluation") or {}).get("clock_exact_hours")))
+                try:
+                    scoring.check_options(scorer, spec.get("scorer_options"))
+                except ValueError as e:
+                    raise ConfigError(f"benchmarks.{group}: benchmark {b!r} ({where}): {e}") from None
+
+    def _check_recipes(self, known: dict):
+        """Each method's recipe names only roles its family has (regexes, no model), and a recipe of
+        the config's own (`recipes:`) selects parameters of the family's model, built on the meta
+        device (no weights) only when a method uses one, so that planning stays fast."""
+        model = self.cfg.get("model")
+        if model is None:
+            return
+        from .models.families import get_family
+
+        fam = get_family(model.get("family"))
+        names = None
+        for m in self.methods:
+            r = self.recipe(m)
+            if r == NO_RECIPE:
+                continue
+            spec = known[r]
+            try:
+                recipe_registry.resolve_patterns(list(spec.get("include") or []) + list(spec.get("exclude") or []), fam)
+            except ValueError as e:
+                raise ConfigError(f"methods.{m}.recipe: recipe {r!r}: {e}") from None
+            if r not in self.extra_recipes:  # the built-ins: checked on every family by tests/test_families.py
+                continue
+            if names is None:
+                names = self._meta_parameter_names(fam.name)
+            try:
+                chosen = recipe_registry.select(names, spec, fam)
+            except ValueError as e:
+                raise ConfigError(f"methods.{m}.recipe: recipe {r!r}: {e}") from None
+            if not chosen:
+                raise ConfigError(
+                    f"methods.{m}.recipe: recipe {r!r} (recipes.{r}: include {spec.get('include', [])}"
+                    + (f", exclude {spec['exclude']}" if spec.get("exclude") else "")
+                    + f") matches no parameter of family {fam.name} ({len(names)} parameters on the meta device, "
+                    f"e.g. {names[len(names) // 2]!r}); `lmmcl families --check {fam.name}` and `lmmcl recipes --table` "
+                    f"show the names")
+
+    def _meta_parameter_names(self, family: str) -> list[str]:
+        """The family's parameter names on the meta device (the tiny family at model.tiny's sizes)."""
+        import torch
+
+        if family == "tiny_llava":
+            from .models.tiny import TinySpec, build_tiny_llava
+
+            with torch.device("meta"):
+                model, _ = build_tiny_llava(TinySpec.from_dict((self.cfg.get("model") or {}).get("tiny")))
+        else:
+            from .models.meta import build_meta
+
+            model = build_meta(family)
+        return [n for n, _ in model.named_parameters()]
 
     def _check_revisions(self):
         """`evaluation.revisions` pins only built-in lmms-eval benchmarks (ours read local parquet,
@@ -456,6 +611,8 @@ class Plan:
             "held_out": self.held_out,
             "extra": self.extra,
             "chance": {b: reg[b].get("chance") for b in self.benchmarks},
+            # bootstrap resamples of the 95 % intervals (lmmcl.report.intervals; 0 = none)
+            "intervals": {"resamples": int((self.cfg.get("intervals") or {}).get("resamples", DEFAULT_RESAMPLES))},
             **self._paper_reference(),
         }
 

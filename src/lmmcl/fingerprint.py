@@ -101,7 +101,7 @@ def compute(steps=STEPS, workdir: Path | None = None, progress=None) -> list[str
     import torch
 
     torch.set_num_threads(THREADS)
-    from .data.synthetic import write_skill
+    from .data.skills import write_skill
     from .models.tiny import TinySpec, save_tiny_llava
 
     with _quiet():  # the Trainer's imports and progress bars: not part of the fingerprint

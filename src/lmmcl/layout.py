@@ -120,6 +120,14 @@ class Layout:
     def deltas_table(self, method: str, ext: str) -> str:
         return self.table(f"deltas_{method}", ext)
 
+    def r_ci_table(self, method: str) -> str:
+        """95 % interval of every R cell (lmmcl.report.intervals)."""
+        return self.table(f"R_{method}_ci", "csv")
+
+    def deltas_ci_table(self, method: str) -> str:
+        """Paired 95 % interval of every per-benchmark change vs. the base."""
+        return self.table(f"deltas_{method}_ci", "csv")
+
     def heatmap(self, method: str) -> str:
         return self.plot(f"R_heatmap_{method}")
 
@@ -127,10 +135,15 @@ class Layout:
         """What `lmmcl report` writes, in its order: {"scores", "tables", "plots"}."""
         tables = []
         for m in methods:
-            tables += [self.r_table(m, e) for e in TABLE_FORMATS]
-            tables += [self.deltas_table(m, e) for e in TABLE_FORMATS]
+            tables += [self.r_table(m, e) for e in TABLE_FORMATS] + [self.r_ci_table(m)]
+            tables += [self.deltas_table(m, e) for e in TABLE_FORMATS] + [self.deltas_ci_table(m)]
         tables += [self.table("learning_forgetting", e) for e in TABLE_FORMATS]
         tables += [self.table("learning_forgetting_seeds", "csv")]
+        # the 95 % intervals (lmmcl.report.intervals): of the table above, per seed, recipe against
+        # recipe, and which items of every evaluation were paired
+        tables += [self.table("learning_forgetting_ci", "csv"), self.table("learning_forgetting_seeds_ci", "csv")]
+        tables += [self.table("comparisons", e) for e in TABLE_FORMATS]
+        tables += [self.table("items", "csv")]
         tables += [self.table("pareto", e) for e in ("csv", "md")]
         plots = [self.plot(n) for n in PLOTS] + [self.heatmap(m) for m in methods]
         return {"scores": [self.scores, self.plan_file], "tables": tables, "plots": plots}

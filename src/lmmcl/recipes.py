@@ -145,6 +145,52 @@ def report(model, name: str, spec: dict) -> dict:
     }
 
 
+def named_roles(spec: dict) -> set[str] | None:
+    """The roles a recipe's `include` patterns name (`last_n_layers` names `llm_layers`); None
+    when a pattern names no role (e.g. `full`'s `.*`): such a recipe may select anything."""
+    roles = {"llm_layers"} if spec.get("last_n_layers") else set()
+    for pat in spec.get("include", []):
+        named = re.findall(r"\{(\w+)\}", pat)
+        if not named:
+            return None
+        roles.update(named)
+    return roles
+
+
+def check_recipes(names: list[str], family: Family, specs: dict | None = None) -> list[str]:
+    """What is wrong with the recipes (default: the built-ins) on a model's parameter names of
+    `family`; [] when nothing. Each recipe selects at least one tensor, and only tensors of the
+    roles it names: `sa_proj` (`{llm_layers}...self_attn...`) no vision-tower tensor. A recipe
+    naming no role selects every tensor (`full`) or tensors of one component only: a substring
+    such as the study's `self_attn\\.q_proj` that reaches both a vision tower and the LLM is named."""
+    from .models.families import TOP_ROLES
+
+    problems = []
+    top = {r: re.compile(family.roles[r]) for r in TOP_ROLES}
+    for name, spec in (specs or registry.recipes()).items():
+        if spec.get("last_n_layers"):  # more layers than the model has (the tiny default: 2) -> all of them
+            layer = re.compile("(?:" + family.roles["llm_layers"] + r")\.(\d+)\.")
+            n_layers = len({m.group(1) for n in names if (m := layer.search(n))})
+            spec = {**spec, "last_n_layers": max(1, min(spec["last_n_layers"], n_layers))}
+        chosen = select(names, spec, family)
+        if not chosen:
+            problems.append(f"recipe {name} selects no parameter of family {family.name}")
+        roles = named_roles(spec)
+        if roles is None:
+            parts = {r: sum(bool(p.search(n)) for n in chosen) for r, p in top.items()}
+            if len(chosen) < len(names) and sum(bool(v) for v in parts.values()) > 1:
+                problems.append(f"recipe {name} names no role and selects tensors of several components "
+                                f"({', '.join(f'{r} {v}' for r, v in parts.items() if v)}) in family {family.name}: "
+                                f"anchor it with role placeholders, e.g. {{llm_layers}}")
+            continue
+        pats = [re.compile(family.roles[r]) for r in roles]
+        outside = [n for n in chosen if not any(p.search(n) for p in pats)]
+        if outside:
+            problems.append(f"recipe {name} (roles {sorted(roles)}) selects {len(outside)} tensor(s) outside them "
+                            f"in family {family.name}, e.g. {outside[:2]}")
+    return problems
+
+
 def role_of(name: str, family: Family, roles: list[str]) -> str | None:
     """First role (in the given order) whose pattern matches the parameter name."""
     for role in roles:
@@ -174,7 +220,8 @@ def count_table(families: list[str] | None = None, names: list[str] | None = Non
 
 
 def format_count_table(rows: list[dict]) -> str:
-    """Markdown: recipes × families, millions of trainable parameters (share of the model)."""
+    """Markdown: recipes × families, millions of trainable parameters (share of the model), the
+    meta-device total and the published count (with the total's difference from it)."""
     fams = list(dict.fromkeys(r["family"] for r in rows))
     names = list(dict.fromkeys(r["recipe"] for r in rows))
     cell = {(r["family"], r["recipe"]): r for r in rows}
@@ -189,4 +236,9 @@ def format_count_table(rows: list[dict]) -> str:
         lines.append(f"| {n} | " + " | ".join(vals) + " |")
     totals = {f: next(r["total_params"] for r in rows if r["family"] == f and r["total_params"]) for f in fams}
     lines.append("| (total) | " + " | ".join(f"{totals[f] / 1e6:,.1f}M" for f in fams) + " |")
+    published = {f: get_family(f).published_params for f in fams}
+    if any(published.values()):  # registry/families.yaml: published_params, published_source
+        lines.append("| (published) | " + " | ".join(
+            "—" if not published[f] else f"{published[f] / 1e6:,.0f}M ({100 * (totals[f] / published[f] - 1):+.2f}%)"
+            for f in fams) + " |")
     return "\n".join(lines)

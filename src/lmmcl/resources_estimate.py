@@ -26,6 +26,11 @@ MEAN_IMAGE = (480, 640)       # (height, width) of the typical image behind the 
 # min/max_pixels) caps an image at 12,845,056 pixels = 16,384 tokens (--image-size 3584x3584).
 QWEN_PEAK_IMAGE = (2304, 2304)
 QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 3136, 12845056
+# Qwen3-VL's processor (Qwen2-VL's image processor with 16 px patches): `size` shortest_edge 65,536
+# and longest_edge 16,777,216 pixels in Qwen/Qwen3-VL-8B-Instruct's preprocessor_config.json,
+# i.e. [64, 16,384] tokens of 32² px
+QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS = 65536, 16777216
+QWEN_KINDS = ("qwen2_5_vl", "qwen3_vl")  # smart_resize images, the merger after the 2x2 merge
 # Train-split sizes where neither the converted parquet nor --train-examples says: the sources'
 # published counts (upper bounds: the converters skip unusable rows). timeclock is built here
 # (a partition of its hub set), so it has none.
@@ -272,17 +277,19 @@ def anyres_tokens(size: tuple[int, int], pinpoints, tile: int, patch: int, max_t
     return features + newlines + side * side, (1 + sh * sw) * (side * side + cls)
 
 
-def qwen_tokens(size: tuple[int, int], patch: int = 14, merge: int = 2) -> tuple[int, int]:
-    """(LLM image tokens, vision patches) of Qwen2.5-VL: smart_resize to multiples of 28 within
-    [min_pixels, max_pixels], 14 px patches, 2x2 patches merged into one token."""
+def qwen_tokens(size: tuple[int, int], patch: int = 14, merge: int = 2, min_pixels: int = QWEN_MIN_PIXELS,
+                max_pixels: int = QWEN_MAX_PIXELS) -> tuple[int, int]:
+    """(LLM image tokens, vision patches) of Qwen2.5-VL (Qwen3-VL: 16 px patches and its own
+    pixel bounds): smart_resize to multiples of patch x merge (28) within [min_pixels, max_pixels],
+    2x2 patches merged into one token."""
     h, w = size
     f = patch * merge
     hb, wb = round(h / f) * f, round(w / f) * f
-    if hb * wb > QWEN_MAX_PIXELS:
-        beta = math.sqrt(h * w / QWEN_MAX_PIXELS)
+    if hb * wb > max_pixels:
+        beta = math.sqrt(h * w / max_pixels)
         hb, wb = max(f, math.floor(h / beta / f) * f), max(f, math.floor(w / beta / f) * f)
-    elif hb * wb < QWEN_MIN_PIXELS:
-        beta = math.sqrt(QWEN_MIN_PIXELS / (h * w))
+    elif hb * wb < min_pixels:
+        beta = math.sqrt(min_pixels / (h * w))
         hb, wb = math.ceil(h * beta / f) * f, math.ceil(w * beta / f) * f
     patches = (hb // patch) * (wb // patch)
     return patches // merge ** 2, patches
@@ -291,7 +298,7 @@ def qwen_tokens(size: tuple[int, int], patch: int = 14, merge: int = 2) -> tuple
 @dataclass(frozen=True)
 class Geometry:
     """What the estimate needs of a family's architecture, read from its config."""
-    kind: str                  # llava | llava_next | llava_onevision | qwen2_5_vl
+    kind: str                  # llava | llava_next | llava_onevision | qwen2_5_vl | qwen3_vl
     llm: Tower
     vision: Tower
     vocab: int
@@ -307,14 +314,14 @@ class Geometry:
         if self.kind in ("llava_next", "llava_onevision"):
             max_tiles = int(v["max_tiles"]) if v.get("max_tiles") else None
             return anyres_tokens(size, self.pinpoints, v["image_size"], v["patch_size"], max_tiles, v["cls"])
-        return qwen_tokens(size, v["patch_size"], v["merge"])
+        return qwen_tokens(size, v["patch_size"], v["merge"], v["min_pixels"], v["max_pixels"])
 
     def peak_images(self) -> list[tuple[int, int]]:
         """Image sizes whose memory is the peak candidate: every pinpoint (the processor caps any
         image at one of them), Qwen's QWEN_PEAK_IMAGE, the tiny model's one tile."""
         if self.kind in ("llava_next", "llava_onevision"):
             return [tuple(p) for p in self.pinpoints]
-        if self.kind == "qwen2_5_vl":
+        if self.kind in QWEN_KINDS:
             return [QWEN_PEAK_IMAGE]
         return [(self.vision_cfg["image_size"],) * 2]
 
@@ -326,6 +333,8 @@ class Geometry:
             full = len(v["fullatt"])
             window = (v["window"] // v["patch_size"]) ** 2
             return 4 * h * (full * patches + (self.vision.layers - full) * min(window, patches))
+        if self.kind == "qwen3_vl":  # every block attends to the whole image
+            return 4 * h * patches * self.vision.layers
         tile = patches if self.kind == "llava" else (v["image_size"] // v["patch_size"]) ** 2 + v["cls"]
         return 4 * h * tile * self.vision.layers
 
@@ -361,11 +370,18 @@ def geometry(model_config) -> Geometry:
         vision = Tower(layers=vc.depth, hidden=vc.hidden_size, kv_hidden=vc.hidden_size,
                        intermediate=vc.intermediate_size, heads=vc.num_heads, gated=True, rms_norm=True)
         v = {"patch_size": vc.patch_size, "merge": vc.spatial_merge_size, "window": vc.window_size,
-             "fullatt": list(vc.fullatt_block_indexes)}
+             "fullatt": list(vc.fullatt_block_indexes), "min_pixels": QWEN_MIN_PIXELS, "max_pixels": QWEN_MAX_PIXELS}
+        return Geometry(kind, llm_tower(text), vision, vocab, v)
+    if kind == "qwen3_vl":  # vision blocks: LayerNorm, fc1 -> gelu -> fc2, full-width heads, no windows
+        vision = Tower(layers=vc.depth, hidden=vc.hidden_size, kv_hidden=vc.hidden_size,
+                       intermediate=vc.intermediate_size, heads=vc.num_heads, gated=False, rms_norm=False,
+                       act_saves=_ACT_SAVES.get(vc.hidden_act, 1))
+        v = {"patch_size": vc.patch_size, "merge": vc.spatial_merge_size,
+             "min_pixels": QWEN3_MIN_PIXELS, "max_pixels": QWEN3_MAX_PIXELS}
         return Geometry(kind, llm_tower(text), vision, vocab, v)
     if kind not in ("llava", "llava_next", "llava_onevision"):
         raise ValueError(f"model type {kind!r} has no resource model; allowed: llava, llava_next, "
-                         f"llava_onevision, qwen2_5_vl")
+                         f"llava_onevision, qwen2_5_vl, qwen3_vl")
     # CLIP / SigLIP encoder layers: LayerNorm, fc1 -> activation -> fc2, full-width heads
     vision = Tower(layers=vc.num_hidden_layers, hidden=vc.hidden_size, kv_hidden=vc.hidden_size,
                    intermediate=vc.intermediate_size, heads=vc.num_attention_heads, gated=False, rms_norm=False,
@@ -659,7 +675,7 @@ def components(counts: Counts, setup: Setup, img: dict) -> list[Component]:
     g = setup.geometry
     vt, pj, llm = (counts.by_component[c] for c in ("vision_tower", "projector", "llm"))
     seq = img["sequence"]
-    proj_tokens = img["image_tokens"] if g.kind == "qwen2_5_vl" else img["vision_patches"]
+    proj_tokens = img["image_tokens"] if g.kind in QWEN_KINDS else img["vision_patches"]
     return [Component("vision_tower", img["vision_patches"], vt[0], vt[1], g.vision_attn_flops(img["vision_patches"])),
             Component("projector", proj_tokens, pj[0], pj[1]),
             # causal attention: q·k and attn·v over seq/2 keys on average = 2·seq·h per layer

@@ -1,5 +1,6 @@
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -141,6 +142,37 @@ def methods_regex(merged: bool) -> str:
     return "|".join(map(re.escape, names)) if names else "(?!)"
 
 
+# config evaluation.in_training_job: the stage's evaluation runs in the training job's process
+# right after training (`train-stage --evaluate`; rules/evaluate.smk then evaluates only the base
+# and WiSE-FT's merged stages): the stage job also writes the evaluation files, reads the test
+# splits, and carries the evaluation settings as a param.
+IN_JOB_EVAL = PLAN.eval_in_training_job
+
+
+def in_job_eval_outputs():
+    if not IN_JOB_EVAL:
+        return {}
+    return dict(evals=LAYOUT.eval_files("{seed}", "{method}", "{k}", "{task}", BENCHMARKS))
+
+
+def in_job_eval_params():
+    if not IN_JOB_EVAL:
+        return {}
+    spec = dict(benchmarks=list(BENCHMARKS), data_root=DATA, limit=config["evaluation"]["limit"],
+                device=config["evaluation"]["device"], fail_on_empty=config["evaluation"]["fail_on_empty"],
+                batch_size=config["evaluation"]["batch_size"],
+                clock_exact_hours=config["evaluation"]["clock_exact_hours"],
+                threads=RESOURCES["eval_threads"])
+    if PLAN.dataset_revisions:
+        spec["dataset_revisions"] = dict(PLAN.dataset_revisions)
+
+    def evaluate_arg(wildcards, output):
+        evals = getattr(output, "evals", None)  # none in train_stage_finetuned (the merge is evaluated)
+        return f"--evaluate {shlex.quote(dumps({**spec, 'out_dir': str(Path(evals[0]).parent)}))}" if evals else ""
+
+    return dict(evaluate=evaluate_arg)
+
+
 def parent_manifest(wildcards):
     """Stage k starts from stage k-1 of the same method and seed; stage 1 from the seed's base."""
     k = int(wildcards.k)
@@ -208,6 +240,22 @@ def source_options(dataset):
     opts = {"seed": config["data"]["seed"], "limit": config["data"]["limit"]}
     opts.update(config["data"]["sources"].get(dataset) or {})
     return dumps(opts)
+
+
+# ---- the config's own skills (`skills:`; rules/data.smk, docs/own_skill.md): one conversion rule
+# per split, the test split's also writing the benchmark entry its evaluations read
+from lmmcl.data import declared as _declared
+
+DECLARED = PLAN.skills  # {name: checked declaration}
+
+
+def skill_outputs(name, split):
+    out = {split: DATA_LAYOUT.split(name, split)}
+    if split == "train":
+        out["record"] = DATA_LAYOUT.report(name)
+    else:
+        out["record"] = f"{DATA_LAYOUT.dataset_dir(name)}/{_declared.BENCHMARK_FILE}"
+    return out
 
 
 # ---- analysis probes (rules/probes.smk)

@@ -55,6 +55,40 @@ for _dataset in CONVERTIBLE:
     getattr(rules, f"convert_{_dataset}").rule.docstring = DATASETS[_dataset]["description"]
 
 
+# The config's own skills (`skills:`, lmmcl.data.declared; docs/own_skill.md): the train split
+# (+ report.json) and the test split (+ benchmark.json: the scorer, read by its evaluations) are
+# two rules, so that a changed scorer or prompt rewrites the test split only (its evaluations rerun,
+# the stages trained on the skill do not). Each checks every row and writes nothing on a problem.
+# The params are the checked declaration; the inputs its local rows files (editing one reruns). Their
+# priority runs them before any job that is ready at the same time (the base, a stage): a bad row
+# or image stops the run before anything trains on it.
+# (DECLARED, skill_outputs: rules/common.smk)
+for _skill, _decl in DECLARED.items():
+    for _split in _decl["outputs"]:
+
+        rule:
+            name:
+                f"{'convert' if _split == 'train' else 'benchmark'}_skill_{_skill}"
+            localrule: True  # a hub dataset downloads: on the submitting node, like convert_<dataset>
+            priority: 50
+            input:
+                _declared.source_files(_decl),
+            output:
+                **skill_outputs(_skill, _split),
+            params:
+                name=_skill,
+                split=_split,
+                spec=dumps(_declared.params(_decl, _split)),
+                out_dir=out_dir_of("record"),
+            log:
+                DATA_LAYOUT.log(f"{_skill}_{_split}"),
+            conda:
+                CONDA_ENV
+            shell:
+                "lmmcl skill convert {params.name} --split {params.split} --spec {params.spec:q} "
+                "--out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule data:
     """Target rule: every dataset split the experiment reads (`snakemake --cores 4 data`: convert on
     the login node before submitting anything; docs/cluster.md)."""

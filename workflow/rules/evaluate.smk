@@ -47,13 +47,17 @@ rule evaluate_base:
         "{params.batch} --numerics {params.numerics} --threads {params.threads}" + REVISIONS_ARG + " > {log} 2>&1"
 
 
-# A stage's evaluation: the base's rule on the stage's checkpoint.
+# A stage's evaluation: the base's rule on the stage's checkpoint. With evaluation.in_training_job
+# the training job evaluates its stage (train.smk) and this rule is left with the stages of
+# WiSE-FT methods, whose evaluated model is the merge job's.
 use rule evaluate_base as evaluate_stage with:
     input:
         manifest=LAYOUT.stage_manifest("{seed}", "{method}", "{k}", "{task}"),
         data=[test_split(b) for b in PLAN.local_benchmarks],
     output:
         LAYOUT.eval_files("{seed}", "{method}", "{k}", "{task}", BENCHMARKS),
+    wildcard_constraints:
+        method=methods_regex(merged=True) if IN_JOB_EVAL else "|".join(map(re.escape, PLAN.methods)),
     log:
         LAYOUT.eval_log("{seed}", "{method}", "{k}", "{task}"),
 

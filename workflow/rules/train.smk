@@ -41,12 +41,15 @@ rule build_base:
 
 
 rule train_stage:
-    """Stage k of a method: start from stage k-1 (or the base), train the recipe on task k."""
+    """Stage k of a method: start from stage k-1 (or the base), train the recipe on task k
+    (and with evaluation.in_training_job, evaluate it in the same process)."""
     input:
         parent=parent_manifest,
         data=lambda w: train_split(w.task),
+        test_data=[test_split(b) for b in PLAN.local_benchmarks] if IN_JOB_EVAL else [],
     output:
-        LAYOUT.stage_manifest("{seed}", "{method}", "{k}", "{task}"),
+        manifest=LAYOUT.stage_manifest("{seed}", "{method}", "{k}", "{task}"),
+        **in_job_eval_outputs(),
     wildcard_constraints:
         method=methods_regex(merged=False),  # WiSE-FT stages: train_stage_finetuned + merge_stage
     params:
@@ -55,7 +58,8 @@ rule train_stage:
         hparams=lambda w: dumps(PLAN.hparams(w.method, w.task, w.seed)),
         method_spec=lambda w: dumps(PLAN.method_spec(w.method)),
         **numerics_params("train"),
-    threads: RESOURCES["train_threads"] * CPU_PROCS
+        **in_job_eval_params(),
+    threads: max(RESOURCES["train_threads"], RESOURCES["eval_threads"] if IN_JOB_EVAL else 1) * CPU_PROCS
     resources:
         **PROCESS_RESOURCES,
         launch=train_launch,
@@ -71,15 +75,19 @@ rule train_stage:
         "--recipe {params.recipe} --recipes {params.recipes:q} --hparams {params.hparams:q} "
         "--stage {wildcards.k} --task {wildcards.task} --method-spec {params.method_spec:q} "
         "--numerics {params.numerics} --threads {params.threads} {resources.deepspeed} --checkpoint-format {resources.ckpt_format} "
-        "--tracking {resources.tracking:q} --out {output} > {log} 2>&1"
+        "--tracking {resources.tracking:q} --out {output.manifest}"
+        + (" {params.evaluate}" if IN_JOB_EVAL else "") + " > {log} 2>&1"
 
 
 # WiSE-FT (methods with `method: wise_ft`): the stage trains into `<stage>/finetuned/`, then
 # merge_stage writes θ̄_k = alpha·θ̄_{k-1} + (1-alpha)·θ_k as the stage's own manifest.json, so
 # evaluation, the next stage and the tables see the merged model with no special case.
 use rule train_stage as train_stage_finetuned with:
+    input:  # the finetuned model is not what is evaluated (the merge is): no test splits
+        parent=parent_manifest,
+        data=lambda w: train_split(w.task),
     output:
-        LAYOUT.finetuned_manifest("{seed}", "{method}", "{k}", "{task}"),
+        manifest=LAYOUT.finetuned_manifest("{seed}", "{method}", "{k}", "{task}"),
     wildcard_constraints:
         method=methods_regex(merged=True),
     log:

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import random
 
-from .synthetic import COLOURS, SHAPES, SkillSpec, blank_image, _Canvas, _jitter, _light_bg, _regular_shape, _STRONG
+import dataclasses
+
+from .draw import STRONG, Canvas, blank_image, jitter, light_bg, regular_shape
+from .spec import SkillSpec
+from .synthetic import COLOURS, SHAPES  # the study's colour and shape names (its held-out words)
 
 _ORDINALS = ("first", "second", "third")
 _SPELL = ("tree", "fish", "book", "star", "moon", "ship", "frog", "milk", "rain", "bell")
@@ -32,10 +36,10 @@ def _two_shapes(rng: random.Random, image_size: int, *, same: bool = False, size
     """Two shapes side by side on a light background: (canvas, (left shape, right shape))."""
     a = rng.choice(SHAPES)
     b = a if same else rng.choice([s for s in SHAPES if s != a])
-    c = _Canvas(image_size, _light_bg(rng))
+    c = Canvas(image_size, light_bg(rng))
     cy = rng.uniform(0.35, 0.65)
     for shape, cx, r in ((a, 0.27, sizes[0]), (b, 0.73, sizes[1])):
-        _regular_shape(c, shape, cx + rng.uniform(-0.03, 0.03), cy, r, _jitter(rng, rng.choice(_STRONG), 15))
+        regular_shape(c, shape, cx + rng.uniform(-0.03, 0.03), cy, r, jitter(rng, rng.choice(STRONG), 15))
     return c, (a, b)
 
 
@@ -52,12 +56,12 @@ def _make_bigger(rng, image_size):
 
 def _make_circle_colour(rng, image_size):
     colour, other = rng.sample(sorted(COLOURS), 2)
-    c = _Canvas(image_size, _jitter(rng, (150, 150, 150), 10))
+    c = Canvas(image_size, jitter(rng, (150, 150, 150), 10))
     circle_left = rng.random() < 0.5
     cy = rng.uniform(0.35, 0.65)
     for is_circle, cx in ((circle_left, 0.27), (not circle_left, 0.73)):
         shape, name = ("circle", colour) if is_circle else ("square", other)
-        _regular_shape(c, shape, cx, cy, 0.15, _jitter(rng, COLOURS[name], 15))
+        regular_shape(c, shape, cx, cy, 0.15, jitter(rng, COLOURS[name], 15))
     return {"image": c.finish(), "question": "What color is the circle?",
             "answer": f"The circle is {colour}.", "label": colour}
 
@@ -74,11 +78,11 @@ def _make_odd(rng, image_size):
     common = rng.choice(SHAPES)
     odd = rng.choice([s for s in SHAPES if s != common])
     where = rng.randrange(3)
-    c = _Canvas(image_size, _light_bg(rng))
-    colour = _jitter(rng, rng.choice(_STRONG), 15)
+    c = Canvas(image_size, light_bg(rng))
+    colour = jitter(rng, rng.choice(STRONG), 15)
     cy = rng.uniform(0.4, 0.6)
     for k, cx in enumerate((0.18, 0.5, 0.82)):
-        _regular_shape(c, odd if k == where else common, cx, cy, 0.12, colour)
+        regular_shape(c, odd if k == where else common, cx, cy, 0.12, colour)
     return {"image": c.finish(), "question": "Which of the three shapes is the odd one out?",
             "answer": f"the {_ORDINALS[where]} one", "label": _ORDINALS[where]}
 
@@ -93,10 +97,10 @@ def _make_same(rng, image_size):
 
 def _make_fill(rng, image_size):
     filled = rng.random() < 0.5
-    c = _Canvas(image_size, _light_bg(rng))
+    c = Canvas(image_size, light_bg(rng))
     r = rng.uniform(0.22, 0.32)
     cx, cy = rng.uniform(r + 0.05, 0.95 - r), rng.uniform(r + 0.05, 0.95 - r)
-    colour = _jitter(rng, rng.choice(_STRONG), 15)
+    colour = jitter(rng, rng.choice(STRONG), 15)
     if filled:
         c.draw.ellipse(c.box(cx - r, cy - r, cx + r, cy + r), fill=colour)
     else:
@@ -108,10 +112,10 @@ def _make_fill(rng, image_size):
 def _make_background(rng, image_size):
     dark = rng.random() < 0.5
     g = rng.randint(15, 70) if dark else rng.randint(190, 245)
-    c = _Canvas(image_size, _jitter(rng, (g, g, g), 10))
+    c = Canvas(image_size, jitter(rng, (g, g, g), 10))
     r = rng.uniform(0.08, 0.14)
     cx, cy = rng.uniform(r + 0.05, 0.95 - r), rng.uniform(r + 0.05, 0.95 - r)
-    _regular_shape(c, rng.choice(SHAPES), cx, cy, r, _jitter(rng, rng.choice(list(COLOURS.values())), 15))
+    regular_shape(c, rng.choice(SHAPES), cx, cy, r, jitter(rng, rng.choice(list(COLOURS.values())), 15))
     word = "dark" if dark else "light"
     return {"image": c.finish(), "question": "Is the background dark or light?",
             "answer": f"It is {word}.", "label": word}
@@ -119,11 +123,11 @@ def _make_background(rng, image_size):
 
 def _make_line(rng, image_size):
     way = rng.choice(("horizontally", "vertically", "diagonally"))
-    c = _Canvas(image_size, _light_bg(rng))
+    c = Canvas(image_size, light_bg(rng))
     t, lo, hi = rng.uniform(0.3, 0.7), rng.uniform(0.08, 0.18), rng.uniform(0.82, 0.92)
     pts = {"horizontally": [(lo, t), (hi, t)], "vertically": [(t, lo), (t, hi)],
            "diagonally": [(lo, lo), (hi, hi)] if rng.random() < 0.5 else [(lo, hi), (hi, lo)]}[way]
-    c.draw.line(c.pts(pts), fill=_jitter(rng, rng.choice(_STRONG), 15), width=c.width(0.08))
+    c.draw.line(c.pts(pts), fill=jitter(rng, rng.choice(STRONG), 15), width=c.width(0.08))
     return {"image": c.finish(), "question": "Which way does the line run?", "answer": way, "label": way}
 
 
@@ -186,7 +190,7 @@ def _repeats() -> list[str]:
 
 _ORIENT = ["horizontally", "vertically", "diagonally"]
 BROAD_SKILLS: dict[str, SkillSpec] = {
-    s.name: s
+    s.name: dataclasses.replace(s, kind="research")
     for s in (
         # about a picture
         SkillSpec("syn_broad_bigger", None, list(SHAPES), _make_bigger, [f"the {s}" for s in SHAPES], ("train",)),
@@ -214,3 +218,5 @@ BROAD_SKILLS: dict[str, SkillSpec] = {
                   [f"The last word is {w}." for w in _NOUNS], ("train",)),
     )
 }
+# the tiny tokenizers whose vocabulary has these skills' words (lmmcl.models.tiny.TOKENIZERS)
+TOKENIZERS = ("word_broad", "word_broad_vision", "byte")

@@ -1,4 +1,4 @@
-"""Synthetic skills for the CPU-scale experiment.
+"""The study's skills: synthetic stand-ins for its benchmarks (the default's targets and held-out set).
 
 Each skill mirrors one real benchmark of the study (same question/answer format, much
 simpler pictures) so that the whole pipeline -- data, training, lmms-eval scoring --
@@ -7,106 +7,23 @@ high-contrast drawings, thick lines and few classes, with backgrounds, colours, 
 and positions jittered so that no single pixel gives the answer away.
 
 Everything is deterministic given ``(skill, split, seed)``: the RNG seed comes from a
-stable CRC32 of those three (never Python's salted ``hash()``), so train and test come
-from different streams and a rerun reproduces the same bytes.
+stable CRC32 of those three (lmmcl.data.spec.skill_seed, never Python's salted ``hash()``), so
+train and test come from different streams and a rerun reproduces the same bytes.
 
-Drawing happens on a canvas ``_SS`` times larger than the output, which is then
-downsampled with a box filter: shapes get anti-aliased edges instead of stair-steps,
-which keeps them recognisable at 32 px.
+This module defines the skills (:data:`STUDY_SKILLS`); the registry that holds them with every
+other kind, and generates and writes their splits, is :mod:`lmmcl.data.skills`. Drawing helpers:
+:mod:`lmmcl.data.draw`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 import random
-import string
-import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
 
-
-
-class _LazyModule:
-    """A module imported on its first attribute access. Planning a workflow (Snakemake on a submit
-    node) reads the skill registry, which lives here, in an environment without Pillow
-    (docs/cluster.md); drawing an image needs it, and imports it then."""
-
-    def __init__(self, name: str):
-        self._name = name
-
-    def __getattr__(self, attr):
-        import importlib
-
-        return getattr(importlib.import_module(self._name), attr)
-
-
-Image, ImageDraw, ImageFont = (_LazyModule(f"PIL.{m}") for m in ("Image", "ImageDraw", "ImageFont"))
-
-_SS = 4  # supersampling factor
-
-RGB = tuple[int, int, int]
-
-
-# --------------------------------------------------------------------------- helpers
-def _jitter(rng: random.Random, colour: RGB, amount: int) -> RGB:
-    return tuple(max(0, min(255, c + rng.randint(-amount, amount))) for c in colour)  # type: ignore[return-value]
-
-
-def _light_bg(rng: random.Random) -> RGB:
-    """A light, slightly tinted background that varies from image to image."""
-    return (rng.randint(200, 245), rng.randint(200, 245), rng.randint(200, 245))
-
-
-# Saturated / dark colours that contrast with a light background.
-_STRONG: tuple[RGB, ...] = (
-    (200, 30, 30), (30, 140, 40), (30, 60, 210), (130, 40, 160),
-    (220, 110, 0), (20, 20, 20), (0, 130, 140), (150, 80, 20),
-)
-
-
-class _Canvas:
-    """A supersampled drawing surface addressed in fractions of the image side (0..1)."""
-
-    def __init__(self, image_size: int, bg: RGB):
-        self.size = image_size
-        self.big = image_size * _SS
-        self.img = Image.new("RGB", (self.big, self.big), bg)
-        self.draw = ImageDraw.Draw(self.img)
-
-    def px(self, v: float) -> float:
-        return v * self.big
-
-    def box(self, x0: float, y0: float, x1: float, y1: float) -> list[float]:
-        return [x0 * self.big, y0 * self.big, x1 * self.big, y1 * self.big]
-
-    def pts(self, points) -> list[tuple[float, float]]:
-        return [(x * self.big, y * self.big) for x, y in points]
-
-    def width(self, w: float) -> int:
-        """Line width given as a fraction of the image side (at least one output pixel)."""
-        return max(_SS, round(w * self.big))
-
-    def finish(self) -> Image.Image:
-        return self.img.resize((self.size, self.size), Image.Resampling.BOX)
-
-
-def _regular_shape(c: _Canvas, shape: str, cx: float, cy: float, r: float, colour: RGB) -> None:
-    """Filled shape of half-size ``r`` centred on (cx, cy)."""
-    if shape in ("circle", "circles"):
-        c.draw.ellipse(c.box(cx - r, cy - r, cx + r, cy + r), fill=colour)
-    elif shape in ("square", "squares"):
-        c.draw.rectangle(c.box(cx - r, cy - r, cx + r, cy + r), fill=colour)
-    elif shape == "triangle":
-        c.draw.polygon(c.pts([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)]), fill=colour)
-    elif shape == "cross":
-        t = r / 3
-        c.draw.rectangle(c.box(cx - r, cy - t, cx + r, cy + t), fill=colour)
-        c.draw.rectangle(c.box(cx - t, cy - r, cx + t, cy + r), fill=colour)
-    else:  # pragma: no cover - internal misuse
-        raise ValueError(f"unknown shape {shape!r}")
+from .draw import (STRONG, WORD_STROKE, Canvas, ImageFont, blank_image, clock_face, clock_hub, contrasting_pair,
+                   draw_pattern, jitter, light_bg, pattern_unit, regular_shape)
+from .spec import SkillSpec
 
 
 # --------------------------------------------------------------------------- syn_birds
@@ -123,7 +40,7 @@ BIRD_NAMES = tuple(_BIRDS)
 _LETTERS = "ABCD"
 
 
-def _draw_bird(c: _Canvas, rng: random.Random, species: str) -> None:
+def _draw_bird(c: Canvas, rng: random.Random, species: str) -> None:
     spec = _BIRDS[species]
     s = rng.uniform(0.85, 1.05)  # overall scale
     flip = rng.random() < 0.5  # facing left or right
@@ -141,8 +58,8 @@ def _draw_bird(c: _Canvas, rng: random.Random, species: str) -> None:
         (a, b), (cc, d) = p(x0, y0), p(x1, y1)
         c.draw.ellipse(c.box(min(a, cc), min(b, d), max(a, cc), max(b, d)), fill=colour)
 
-    body = _jitter(rng, spec["body"], 12)
-    head = body if spec["head"] == spec["body"] else _jitter(rng, spec["head"], 8)
+    body = jitter(rng, spec["body"], 12)
+    head = body if spec["head"] == spec["body"] else jitter(rng, spec["head"], 8)
     # tail
     if spec.get("tail_up"):  # wren: cocked-up tail
         tail = [(0.24, 0.52), (0.04, 0.20), (0.14, 0.16)]
@@ -155,7 +72,7 @@ def _draw_bird(c: _Canvas, rng: random.Random, species: str) -> None:
     # body, wing mark, head, beak
     ellipse(0.14, 0.38, 0.70, 0.78, body)
     if spec["wing"] is not None:
-        ellipse(0.26, 0.48, 0.54, 0.64, _jitter(rng, spec["wing"], 8))
+        ellipse(0.26, 0.48, 0.54, 0.64, jitter(rng, spec["wing"], 8))
     head_r = 0.20 if spec.get("eyes") else 0.15
     hx, hy = 0.70, 0.36
     ellipse(hx - head_r, hy - head_r, hx + head_r, hy + head_r, head)
@@ -186,7 +103,7 @@ def _make_birds(rng: random.Random, image_size: int, shuffle_options: bool = Fal
         options = list(BIRD_NAMES[:4])
         pos = rng.randrange(4)
         species = options[pos]
-    c = _Canvas(image_size, _jitter(rng, (195, 225, 240), 18))
+    c = Canvas(image_size, jitter(rng, (195, 225, 240), 18))
     _draw_bird(c, rng, species)
     lines = "\n".join(f"{_LETTERS[i]}. {name}" for i, name in enumerate(options))
     return {
@@ -212,12 +129,12 @@ def _make_count(rng: random.Random, image_size: int, max_count: int = 4) -> dict
         raise ValueError(f"max_count must be in 1..16 (a 4x4 grid), got {max_count}")
     n = rng.randint(1, max_count)
     label = rng.choice(COUNT_LABELS)
-    colour = _jitter(rng, rng.choice(_STRONG), 15)
-    c = _Canvas(image_size, _light_bg(rng))
+    colour = jitter(rng, rng.choice(STRONG), 15)
+    c = Canvas(image_size, light_bg(rng))
     for cell in rng.sample(range(16), n):
         row, col = divmod(cell, 4)
         r = 0.125 * rng.uniform(0.68, 0.8)
-        _regular_shape(c, label, (col + 0.5) / 4, (row + 0.5) / 4, r, colour)
+        regular_shape(c, label, (col + 0.5) / 4, (row + 0.5) / 4, r, colour)
     return {
         "image": c.finish(),
         "question": f"How many {label} are in this image?",
@@ -231,49 +148,9 @@ def _make_count(rng: random.Random, image_size: int, max_count: int = 4) -> dict
 PATTERNS = ("striped", "dotted", "checkered", "plain")
 
 
-def _contrasting_pair(rng: random.Random) -> tuple[RGB, RGB]:
-    dark = (rng.randint(0, 90), rng.randint(0, 90), rng.randint(0, 90))
-    light = (rng.randint(170, 255), rng.randint(170, 255), rng.randint(170, 255))
-    return (dark, light) if rng.random() < 0.5 else (light, dark)
-
-
-def draw_pattern(rng: random.Random, image_size: int, pattern: str, period: int, fg: RGB, bg: RGB,
-                 horizontal: bool | None = None) -> Image.Image:
-    """A texture of syn_texture (also the vision prior's, lmmcl.data.vision_skills): `pattern` in
-    `fg` on `bg` with the given period (pixels), at a random offset; "plain" is the background.
-    Stripes run across if `horizontal`, down if not, either at random if None."""
-    # Patterns are drawn at output resolution so edges stay crisp.
-    img = Image.new("RGB", (image_size, image_size), bg)
-    d = ImageDraw.Draw(img)
-    off = rng.randrange(period)
-    if pattern == "striped":
-        if horizontal is None:
-            horizontal = rng.random() < 0.5
-        for k in range(-period, image_size + period, period):
-            a, b = k + off, k + off + period // 2 - 1
-            d.rectangle([0, a, image_size, b] if horizontal else [a, 0, b, image_size], fill=fg)
-    elif pattern == "checkered":
-        cell = period
-        for i, y in enumerate(range(-cell + off, image_size, cell)):
-            for j, x in enumerate(range(-cell + off, image_size, cell)):
-                if (i + j) % 2:
-                    d.rectangle([x, y, x + cell - 1, y + cell - 1], fill=fg)
-    elif pattern == "dotted":
-        r = period / 4
-        for y in range(-period + off, image_size + period, period):
-            for x in range(-period + off, image_size + period, period):
-                cx, cy = x + period / 2, y + period / 2
-                d.ellipse([cx - r, cy - r, cx + r - 1, cy + r - 1], fill=fg)
-    return img
-
-
-def pattern_unit(image_size: int) -> int:
-    return max(2, image_size // 8)  # 4 px at 32 px
-
-
 def _make_texture(rng: random.Random, image_size: int) -> dict:
     pattern = rng.choice(PATTERNS)
-    fg, bg = _contrasting_pair(rng)
+    fg, bg = contrasting_pair(rng)
     unit = pattern_unit(image_size)
     period = unit * rng.choice((1, 2)) if pattern != "dotted" else unit * 2
     img = draw_pattern(rng, image_size, pattern, period, fg, bg)
@@ -290,9 +167,6 @@ def _make_texture(rng: random.Random, image_size: int) -> dict:
 WORDS = ("cat", "dog", "sun", "map", "box", "pen", "cup", "hat")
 
 
-_WORD_STROKE = 2  # stroke width on the supersampled canvas: makes the 1-px font strokes bold
-
-
 @functools.lru_cache(maxsize=None)
 def _word_font(big_size: int) -> ImageFont.FreeTypeFont:
     """Largest default-font size whose widest (bold) word fills ~88% of the canvas width."""
@@ -300,21 +174,21 @@ def _word_font(big_size: int) -> ImageFont.FreeTypeFont:
     size = 4
     while True:
         font = ImageFont.load_default(size=size + 1)
-        if max(font.getlength(w) for w in WORDS) + 2 * _WORD_STROKE > target:
+        if max(font.getlength(w) for w in WORDS) + 2 * WORD_STROKE > target:
             return ImageFont.load_default(size=size)
         size += 1
 
 
 def _make_words(rng: random.Random, image_size: int) -> dict:
     word = rng.choice(WORDS)
-    c = _Canvas(image_size, _light_bg(rng))
+    c = Canvas(image_size, light_bg(rng))
     font = _word_font(c.big)
-    x0, y0, x1, y1 = c.draw.textbbox((0, 0), word, font=font, stroke_width=_WORD_STROKE)
+    x0, y0, x1, y1 = c.draw.textbbox((0, 0), word, font=font, stroke_width=WORD_STROKE)
     free_x, free_y = c.big - (x1 - x0), c.big - (y1 - y0)
     x = free_x * rng.uniform(0.2, 0.8) - x0  # small jitter, never clipped
     y = free_y * rng.uniform(0.2, 0.8) - y0
     ink = (rng.randint(0, 60), rng.randint(0, 60), rng.randint(0, 60))
-    c.draw.text((x, y), word, font=font, fill=ink, stroke_width=_WORD_STROKE, stroke_fill=ink)
+    c.draw.text((x, y), word, font=font, fill=ink, stroke_width=WORD_STROKE, stroke_fill=ink)
     return {
         "image": c.finish(),
         "question": "What word is written here?",
@@ -325,32 +199,6 @@ def _make_words(rng: random.Random, image_size: int) -> dict:
 
 
 # --------------------------------------------------------------------------- syn_clock
-def clock_face(rng: random.Random, image_size: int):
-    """The dial of syn_clock (also the vision prior's): (canvas, at, r) where `at(turns, length)`
-    is the point at that angle (0 = 12 o'clock, clockwise) and distance from the centre, and `r`
-    the dial's inner radius."""
-    c = _Canvas(image_size, _jitter(rng, (150, 190, 160), 25))
-    cx, cy = 0.5 + rng.uniform(-0.03, 0.03), 0.5 + rng.uniform(-0.03, 0.03)
-    R = rng.uniform(0.43, 0.46)
-    c.draw.ellipse(c.box(cx - R, cy - R, cx + R, cy + R), fill=_jitter(rng, (35, 35, 45), 15))
-    r = R - 0.06
-    c.draw.ellipse(c.box(cx - r, cy - r, cx + r, cy + r), fill=_jitter(rng, (245, 242, 230), 8))
-
-    def at(angle_turns: float, length: float) -> tuple[float, float]:
-        a = 2 * math.pi * angle_turns
-        return cx + length * math.sin(a), cy - length * math.cos(a)
-
-    for k in range(12):
-        c.draw.line(c.pts([at(k / 12, r * 0.78), at(k / 12, r * 0.98)]), fill=(60, 60, 60), width=c.width(0.03))
-    return c, at, r
-
-
-def clock_hub(c: _Canvas, at) -> None:
-    cx, cy = at(0, 0)
-    hub = 0.05
-    c.draw.ellipse(c.box(cx - hub, cy - hub, cx + hub, cy + hub), fill=(30, 30, 30))
-
-
 def _make_clock(rng: random.Random, image_size: int, minute_step: int = 30) -> dict:
     if minute_step <= 0 or 60 % minute_step:
         raise ValueError(f"minute_step must divide 60, got {minute_step}")
@@ -359,8 +207,8 @@ def _make_clock(rng: random.Random, image_size: int, minute_step: int = 30) -> d
     c, at, r = clock_face(rng, image_size)
     hour_turns = ((hour % 12) + minute / 60) / 12
     centre = at(0, 0)
-    c.draw.line(c.pts([centre, at(minute / 60, r * 0.92)]), fill=_jitter(rng, (30, 60, 200), 15), width=c.width(0.045))
-    c.draw.line(c.pts([centre, at(hour_turns, r * 0.55)]), fill=_jitter(rng, (200, 30, 30), 15), width=c.width(0.10))
+    c.draw.line(c.pts([centre, at(minute / 60, r * 0.92)]), fill=jitter(rng, (30, 60, 200), 15), width=c.width(0.045))
+    c.draw.line(c.pts([centre, at(hour_turns, r * 0.55)]), fill=jitter(rng, (200, 30, 30), 15), width=c.width(0.10))
     clock_hub(c, at)
     return {
         "image": c.finish(),
@@ -381,10 +229,10 @@ COLOURS: dict[str, RGB] = {
 def _make_color(rng: random.Random, image_size: int) -> dict:
     name = rng.choice(tuple(COLOURS))
     g = rng.randint(110, 170)
-    c = _Canvas(image_size, _jitter(rng, (g, g, g), 8))
+    c = Canvas(image_size, jitter(rng, (g, g, g), 8))
     half = rng.uniform(0.15, 0.32)
     cx, cy = rng.uniform(half + 0.03, 0.97 - half), rng.uniform(half + 0.03, 0.97 - half)
-    _regular_shape(c, "square", cx, cy, half, _jitter(rng, COLOURS[name], 15))
+    regular_shape(c, "square", cx, cy, half, jitter(rng, COLOURS[name], 15))
     return {"image": c.finish(), "question": "What color is the square?", "answer": name, "label": name}
 
 
@@ -393,10 +241,10 @@ SHAPES = ("circle", "square", "triangle", "cross")
 
 def _make_shape(rng: random.Random, image_size: int) -> dict:
     shape = rng.choice(SHAPES)
-    c = _Canvas(image_size, _light_bg(rng))
+    c = Canvas(image_size, light_bg(rng))
     r = rng.uniform(0.25, 0.38)
     cx, cy = rng.uniform(r + 0.04, 0.96 - r), rng.uniform(r + 0.04, 0.96 - r)
-    _regular_shape(c, shape, cx, cy, r, _jitter(rng, rng.choice(_STRONG), 15))
+    regular_shape(c, shape, cx, cy, r, jitter(rng, rng.choice(STRONG), 15))
     return {"image": c.finish(), "question": "What shape is this?", "answer": shape, "label": shape}
 
 
@@ -405,13 +253,13 @@ POSITIONS = ("left", "right", "top", "bottom")
 
 def _make_position(rng: random.Random, image_size: int) -> dict:
     where = rng.choice(POSITIONS)
-    c = _Canvas(image_size, _light_bg(rng))
+    c = Canvas(image_size, light_bg(rng))
     r = rng.uniform(0.09, 0.13)
     along = rng.uniform(0.38, 0.62)  # central band, so "left" is never also "top"
     across = rng.uniform(r + 0.03, 0.25)  # distance from the chosen edge
     cx, cy = {"left": (across, along), "right": (1 - across, along),
               "top": (along, across), "bottom": (along, 1 - across)}[where]
-    c.draw.ellipse(c.box(cx - r, cy - r, cx + r, cy + r), fill=_jitter(rng, rng.choice(_STRONG), 15))
+    c.draw.ellipse(c.box(cx - r, cy - r, cx + r, cy + r), fill=jitter(rng, rng.choice(STRONG), 15))
     return {"image": c.finish(), "question": "Where is the dot?", "answer": where, "label": where}
 
 
@@ -438,12 +286,6 @@ def _hint(skill: str, rec: dict) -> str:
     return rec["label"]  # bird species, pattern, word
 
 
-def blank_image(rng: random.Random, image_size: int) -> Image.Image:
-    """A uniform grey picture (text-only questions: syn_prior, the broad prior's text skills)."""
-    g = rng.randint(90, 200)
-    return Image.new("RGB", (image_size, image_size), (g, g, g))
-
-
 def _make_prior(rng: random.Random, image_size: int) -> dict:
     """The language prior of the tiny base: a target skill's own question and answer format, with
     a blank image and the answer's content given in the text ("...\nHint: jay" -> "C").
@@ -454,7 +296,7 @@ def _make_prior(rng: random.Random, image_size: int) -> dict:
     image: with no hint it answers a target question in the right format with a guessed content.
     """
     skill = PRIOR_TARGETS[rng.randrange(len(PRIOR_TARGETS))]
-    rec = SKILLS[skill].make(rng, 8)  # the picture is discarded: the smallest one is enough
+    rec = STUDY_SKILLS[skill].make(rng, 8)  # the picture is discarded: the smallest one is enough
     return {
         "image": blank_image(rng, image_size),
         "question": f"{rec['question']}\nHint: {_hint(skill, rec)}",
@@ -463,25 +305,8 @@ def _make_prior(rng: random.Random, image_size: int) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- registry / API
-@dataclass(frozen=True)
-class SkillSpec:
-    """One synthetic skill.
-
-    ``classes``: the labels (for docs); ``answers``: every answer string the skill can
-    produce with default options; ``make(rng, image_size)`` returns one record without
-    ``id``/``task``; ``splits``: the splits the workflow writes (lmmcl.registry.datasets).
-    """
-
-    name: str
-    mirrors: str | None
-    classes: list[str]
-    make: Callable[..., dict]
-    answers: list[str] = field(default_factory=list)
-    splits: tuple[str, ...] = ("train", "test")
-
-
-SKILLS: dict[str, SkillSpec] = {
+# --------------------------------------------------------------------------- the study's skills
+STUDY_SKILLS: dict[str, SkillSpec] = {
     s.name: s
     for s in (
         SkillSpec("syn_birds", "CUB-200 (multiple choice)", list(BIRD_NAMES), _make_birds, list(_LETTERS)),
@@ -491,88 +316,32 @@ SKILLS: dict[str, SkillSpec] = {
         SkillSpec("syn_words", "TextVQA", list(WORDS), _make_words, list(WORDS)),
         SkillSpec("syn_clock", "TimeClock", [f"{h:02d}:{m:02d}" for h in range(1, 13) for m in (0, 30)],
                   _make_clock, [f"{h:02d}:{m:02d}" for h in range(1, 13) for m in (0, 30)]),
-        SkillSpec("syn_color", None, list(COLOURS), _make_color, list(COLOURS)),
-        SkillSpec("syn_shape", None, list(SHAPES), _make_shape, list(SHAPES)),
-        SkillSpec("syn_position", None, list(POSITIONS), _make_position, list(POSITIONS)),
+        SkillSpec("syn_color", None, list(COLOURS), _make_color, list(COLOURS),
+                  variants=QUESTION_VARIANTS["syn_color"]),
+        SkillSpec("syn_shape", None, list(SHAPES), _make_shape, list(SHAPES),
+                  variants=QUESTION_VARIANTS["syn_shape"]),
+        SkillSpec("syn_position", None, list(POSITIONS), _make_position, list(POSITIONS),
+                  variants=QUESTION_VARIANTS["syn_position"]),
     )
 }
 # base-only (no benchmark, no test split): answers in every target's format
-SKILLS["syn_prior"] = SkillSpec("syn_prior", None, list(PRIOR_TARGETS), _make_prior,
-                                [a for t in PRIOR_TARGETS for a in SKILLS[t].answers], splits=("train",))
+STUDY_SKILLS["syn_prior"] = SkillSpec("syn_prior", None, list(PRIOR_TARGETS), _make_prior,
+                                      [a for t in PRIOR_TARGETS for a in STUDY_SKILLS[t].answers], splits=("train",))
 
 
-def skill_seed(skill: str, split: str, seed: int) -> int:
-    """Stable per-(skill, split, seed) RNG seed (CRC32; Python's hash() is salted)."""
-    return zlib.crc32(f"{skill}/{split}/{seed}".encode())
+# Names that lived here before the registry moved to lmmcl.data.skills, kept for existing callers
+# (`from lmmcl.data.synthetic import write_skill`). Resolved on first use, so this module imports
+# nothing of the registry: the registry imports it, never the other way round.
+_MOVED = {"SKILLS", "generate", "write_skill", "vocabulary_texts", "PRIOR_TOKENIZERS"}
 
 
-def _spec(skill: str) -> SkillSpec:
-    if skill not in SKILLS:
-        raise ValueError(f"unknown skill {skill!r}; allowed: {', '.join(SKILLS)}")
-    return SKILLS[skill]
+def __getattr__(name: str):
+    if name in _MOVED:
+        from . import skills
 
+        return getattr(skills, name)
+    if name == "skill_seed":
+        from .spec import skill_seed
 
-def generate(skill: str, split: str, n: int, seed: int, image_size: int = 32, **options) -> list[dict]:
-    """``n`` deterministic records of ``skill`` for ``split``.
-
-    ``options`` go to the skill's maker (``max_count`` for syn_count, ``minute_step``
-    for syn_clock). The train split of a skill with :data:`QUESTION_VARIANTS` asks one of
-    them per record (drawn from a separate stream: the pictures are those of the canonical split).
-    """
-    spec = _spec(skill)
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
-    if image_size < 8:
-        raise ValueError(f"image_size must be at least 8, got {image_size}")
-    rng = random.Random(skill_seed(skill, split, seed))
-    variants = QUESTION_VARIANTS.get(skill) if split == "train" else None
-    wording = random.Random(skill_seed(skill, f"{split}/wording", seed))
-    records = []
-    for i in range(n):
-        rec = spec.make(rng, image_size, **options)
-        if variants:
-            rec["question"] = wording.choice(variants)
-        records.append({"id": f"{skill}_{split}_{i:05d}", "task": skill, **rec})
-    return records
-
-
-def write_skill(skill: str, split: str, n: int, seed: int, out_path, image_size: int = 32, **options) -> Path:
-    """Generate a split and write it with :func:`lmmcl.data.contract.write_split`."""
-    from lmmcl.data import contract  # heavy (datasets): the registries read SKILLS without it
-
-    return contract.write_split(generate(skill, split, n, seed, image_size, **options), out_path)
-
-
-@functools.lru_cache(maxsize=4)
-def _vocabulary_texts(broad: bool, vision: bool) -> tuple[str, ...]:
-    texts: list[str] = []
-    for name, spec in SKILLS.items():
-        if (name in BROAD_SKILLS and not broad) or (name in VISION_SKILLS and not vision):
-            continue
-        texts += spec.classes + spec.answers + list(QUESTION_VARIANTS.get(name, ()))
-        # the question templates with every label they take (a seeded sample covers them all)
-        for rec in generate(name, "vocabulary", 100, 0, image_size=8):  # small: only the texts matter
-            texts += [rec["question"], rec["answer"]]
-    texts += list(string.digits) + list(BIRD_NAMES) + list(string.ascii_uppercase)
-    return tuple(dict.fromkeys(texts))
-
-
-def vocabulary_texts(broad: bool = False, vision: bool = False) -> list[str]:
-    """Every question and answer text the skills can produce (the word-level tiny tokenizer's
-    vocabulary is built from these: lmmcl.models.tiny.build_word_tokenizer). ``broad`` adds the
-    broad instruction prior's skills (lmmcl.data.broad_skills; the `word_broad` tokenizer),
-    ``vision`` the vision prior's (lmmcl.data.vision_skills; `word_vision`); the default's
-    vocabulary leaves both out so that its tokenizer and numbers stay as they are."""
-    return list(_vocabulary_texts(broad, vision))
-
-
-# The broad instruction prior and the vision prior (research configs): base-only skills registered
-# here like the rest. Imported last: those modules build on the helpers above.
-from .broad_skills import BROAD_SKILLS  # noqa: E402
-from .vision_skills import VISION_SKILLS  # noqa: E402
-
-SKILLS.update(BROAD_SKILLS)
-SKILLS.update(VISION_SKILLS)
-# the prefix that marks each prior's skills -> the tiny tokenizers whose vocabulary has their words
-PRIOR_TOKENIZERS = {"syn_broad_": ("word_broad", "word_broad_vision", "byte"),
-                    "syn_vis_": ("word_vision", "word_broad_vision", "byte")}
+        return skill_seed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

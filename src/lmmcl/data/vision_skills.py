@@ -23,19 +23,22 @@ has the measurements.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import string
 
-from .synthetic import ImageFont  # Pillow, imported when a letter is drawn (synthetic._LazyModule)
-from .synthetic import (PATTERNS, SkillSpec, _Canvas, _contrasting_pair, _jitter, _light_bg, clock_face, clock_hub,
-                        draw_pattern, pattern_unit, _WORD_STROKE)
+from .draw import ImageFont  # Pillow, imported when a letter is drawn (draw._LazyModule)
+from .draw import (WORD_STROKE, Canvas, clock_face, clock_hub, contrasting_pair, draw_pattern, jitter, light_bg,
+                   pattern_unit)
+from .spec import SkillSpec
+from .synthetic import PATTERNS  # syn_texture's patterns
 
 _DIRECTIONS = ("up", "right", "down", "left")  # the hand at 12, 3, 6, 9 o'clock
 
 
 def _make_fineness(rng, image_size):
     pattern = rng.choice([p for p in PATTERNS if p != "plain"])
-    fg, bg = _contrasting_pair(rng)
+    fg, bg = contrasting_pair(rng)
     coarse = rng.random() < 0.5
     unit = pattern_unit(image_size)
     img = draw_pattern(rng, image_size, pattern, unit * (2 if coarse else 1) * (2 if pattern == "dotted" else 1),
@@ -45,7 +48,7 @@ def _make_fineness(rng, image_size):
 
 
 def _make_stripes(rng, image_size):
-    fg, bg = _contrasting_pair(rng)
+    fg, bg = contrasting_pair(rng)
     period = pattern_unit(image_size) * rng.choice((1, 2))
     across = rng.random() < 0.5
     img = draw_pattern(rng, image_size, "striped", period, fg, bg, horizontal=across)
@@ -60,13 +63,13 @@ def _letter_font(big_size: int) -> ImageFont.FreeTypeFont:
 
 def _make_letter(rng, image_size):
     letter = rng.choice(string.ascii_uppercase)
-    c = _Canvas(image_size, _light_bg(rng))
+    c = Canvas(image_size, light_bg(rng))
     font = _letter_font(c.big)
-    x0, y0, x1, y1 = c.draw.textbbox((0, 0), letter, font=font, stroke_width=_WORD_STROKE)
+    x0, y0, x1, y1 = c.draw.textbbox((0, 0), letter, font=font, stroke_width=WORD_STROKE)
     x = (c.big - (x1 - x0)) * rng.uniform(0.2, 0.8) - x0
     y = (c.big - (y1 - y0)) * rng.uniform(0.2, 0.8) - y0
     ink = (rng.randint(0, 60), rng.randint(0, 60), rng.randint(0, 60))
-    c.draw.text((x, y), letter, font=font, fill=ink, stroke_width=_WORD_STROKE, stroke_fill=ink)
+    c.draw.text((x, y), letter, font=font, fill=ink, stroke_width=WORD_STROKE, stroke_fill=ink)
     return {"image": c.finish(), "question": "Which letter is this?", "answer": f"It is the letter {letter}.",
             "label": letter}
 
@@ -74,7 +77,7 @@ def _make_letter(rng, image_size):
 def _make_hand(rng, image_size):
     k = rng.randrange(4)
     c, at, r = clock_face(rng, image_size)
-    c.draw.line(c.pts([at(0, 0), at(k / 4, r * 0.85)]), fill=_jitter(rng, (30, 60, 200), 15), width=c.width(0.06))
+    c.draw.line(c.pts([at(0, 0), at(k / 4, r * 0.85)]), fill=jitter(rng, (30, 60, 200), 15), width=c.width(0.06))
     clock_hub(c, at)
     word = _DIRECTIONS[k]
     return {"image": c.finish(), "question": "Where does the hand point?", "answer": f"It points {word}.",
@@ -82,7 +85,7 @@ def _make_hand(rng, image_size):
 
 
 VISION_SKILLS: dict[str, SkillSpec] = {
-    s.name: s
+    s.name: dataclasses.replace(s, kind="research")
     for s in (
         SkillSpec("syn_vis_fineness", None, ["fine", "coarse"], _make_fineness, ["fine", "coarse"], ("train",)),
         SkillSpec("syn_vis_stripes", None, ["across", "down"], _make_stripes, ["across", "down"], ("train",)),
@@ -92,3 +95,5 @@ VISION_SKILLS: dict[str, SkillSpec] = {
                   ("train",)),
     )
 }
+# the tiny tokenizers whose vocabulary has these skills' words (lmmcl.models.tiny.TOKENIZERS)
+TOKENIZERS = ("word_vision", "word_broad_vision", "byte")

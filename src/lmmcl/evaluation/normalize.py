@@ -18,7 +18,8 @@ from importlib import metadata
 
 from lmmcl.layout import samples_file_name
 
-__all__ = ["normalize_results", "parse_metrics", "sample_rows", "lmms_eval_version", "dumps_jsonl"]
+__all__ = ["normalize_results", "parse_metrics", "sample_rows", "item_id", "item_score", "ITEM_ID_COLUMNS",
+           "lmms_eval_version", "dumps_jsonl"]
 
 
 def lmms_eval_version() -> str | None:
@@ -116,20 +117,65 @@ def _response(sample: dict) -> str:
     return ""
 
 
+#: doc columns that identify an item, in order of preference: our data contract's `id`
+#: (docs/data.md), then the id columns of the built-in datasets (seedbench `question_id`,
+#: docvqa/infovqa `questionId`, mmstar `index`)
+ITEM_ID_COLUMNS = ("id", "question_id", "questionId", "index")
+
+
+def item_id(sample: dict) -> str | None:
+    """A stable id of the sample's test item, the key that pairs two checkpoints' answers: the
+    first of :data:`ITEM_ID_COLUMNS` the doc has, else ``doc_id:<n>`` (the item's position in the
+    evaluated split, stable for the same data, revision and limit); None when neither exists."""
+    doc = sample.get("doc") or {}
+    for key in ITEM_ID_COLUMNS:
+        value = doc.get(key)
+        if value is not None and not isinstance(value, (dict, list)):
+            return str(value)
+    return None if sample.get("doc_id") is None else f"doc_id:{sample['doc_id']}"
+
+
+def item_score(value, metric: str) -> float | None:
+    """One item's score (0-1, or the scorer's partial credit) from the value lmms-eval logged for
+    the primary metric, or None where the value is no per-item score.
+
+    A number (a bool as 0/1) is the score. A dict is what a built-in task's `process_results` hands
+    to its own aggregation: its numeric ``score`` (ocrbench, mmstar) or ``<metric>`` entry, or, for a
+    ``pred``/``answer`` pair, their comparison as seedbench's aggregation makes it
+    (``lmms_eval/tasks/<task>/utils.py`` of lmms-eval 0.7.3). Whether the items' mean reproduces the
+    benchmark's score is checked where the scores are used (lmmcl.report.intervals)."""
+    def number(v):
+        if isinstance(v, bool):
+            return float(v)
+        if isinstance(v, (int, float)):
+            return float(v) if v == v else None
+        return None
+
+    if isinstance(value, dict):
+        for key in ("score", metric):
+            if key in value and number(value[key]) is not None:
+                return number(value[key])
+        if isinstance(value.get("pred"), str) and isinstance(value.get("answer"), str):
+            return float(value["pred"].lower().strip() == value["answer"].lower().strip())
+        return None
+    return number(value)
+
+
 def sample_rows(samples: list[dict], metric: str) -> list[dict]:
-    """One row per logged sample: doc id, question, target, response, score (of `metric`)."""
+    """One row per logged sample: doc id, id (the doc's own), item (:func:`item_id`, the key that
+    pairs checkpoints), question, target, response, score (:func:`item_score` of `metric`)."""
     base = metric.split(",", 1)[0]
     rows = []
     for s in samples:
         doc = s.get("doc") or {}
-        value = s.get(base)
         rows.append({
             "doc_id": s.get("doc_id"),
             "id": doc.get("id"),
+            "item": item_id(s),
             "question": doc.get("question"),
             "target": s.get("target"),
             "response": _response(s),
-            "score": float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
+            "score": item_score(s.get(base), base),
         })
     return rows
 

@@ -89,7 +89,7 @@ def _rank() -> int:
 def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: int | None = None,
              device: str = "cpu", fail_on_empty: bool = False, batch_size: int = 1,
              clock_exact_hours: bool = False, builtin_data: dict | None = None,
-             dataset_revisions: dict | None = None) -> list[Path]:
+             dataset_revisions: dict | None = None, in_training_job: bool = False) -> list[Path]:
     """Evaluate `checkpoint` on `benchmarks`; return the written ``<benchmark>.json`` paths
     (an empty list on ranks other than 0 of a multi-process run).
 
@@ -97,7 +97,9 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
     clock hours exactly as the study did (default: modulo 12); `builtin_data` maps built-in
     benchmarks to local parquet files in their lmms-eval columns (offline runs);
     `dataset_revisions` pins built-in benchmarks' hub datasets ({benchmark: revision}, config
-    evaluation.revisions).
+    evaluation.revisions); `in_training_job`: called by the training job's process right after
+    the stage (config evaluation.in_training_job), so the record's timing holds the evaluation's
+    own seconds, not that process's start-up and training phases.
     Raises ValueError (unknown benchmark) / FileNotFoundError (missing parquet or checkpoint)
     before loading anything, RuntimeError if generation fails, or (with `fail_on_empty`) if
     every answer of a benchmark is empty.
@@ -107,6 +109,7 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
     if isinstance(benchmarks, str):
         benchmarks = [benchmarks]
     benchmarks = list(dict.fromkeys(benchmarks))
+    _declare_saved_skills(benchmarks, data_root)
     ckpt = _checkpoint_arg(checkpoint)
     revisions = {b: r for b, r in (dataset_revisions or {}).items() if r}
     _check_hub_cache(ckpt, benchmarks, builtin_data, revisions)
@@ -114,7 +117,7 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
     run = _Run(ckpt, benchmarks, data_root, limit=limit, device=device, batch_size=int(batch_size),
                clock_exact_hours=bool(clock_exact_hours), builtin_data=dict(builtin_data or {}),
                revisions=revisions)
-    results, task_of, timing = _run_lmms_eval(run, out_dir, t0)
+    results, task_of, timing = _run_lmms_eval(run, out_dir, t0, in_training_job)
     if results is None and _rank() > 0:
         return []  # a non-main rank of `accelerate launch`: rank 0 writes the outputs
     if not results or "results" not in results:
@@ -125,6 +128,15 @@ def evaluate(checkpoint: str, benchmarks: list[str], data_root, out_dir, limit: 
     paths = _write_outputs(run, records, results.get("samples") or {}, out_dir, timing, data)
     log.info("evaluated %s on %d benchmarks in %.1f s", ckpt, len(benchmarks), time.perf_counter() - t0)
     return paths
+
+
+def _declare_saved_skills(benchmarks: list[str], data_root) -> None:
+    """A config's own skill (lmmcl.data.declared) is a benchmark its conversion wrote under the data
+    root with its scorer (`<data_root>/<name>/benchmark.json`): declared here, as the config did at
+    planning, so that this process (an evaluation job, `lmmcl evaluate`) scores it the same way."""
+    from lmmcl.data.skills import register_saved
+
+    register_saved(data_root, [b for b in benchmarks if b not in taskgen.registry()])
 
 
 def _check_hub_cache(ckpt: str, benchmarks: list[str], builtin_data: dict | None,
@@ -158,7 +170,7 @@ class _Run:
     revisions: dict  # {built-in benchmark: pinned hub dataset revision}
 
 
-def _run_lmms_eval(run: _Run, out_dir: Path, t0: float):
+def _run_lmms_eval(run: _Run, out_dir: Path, t0: float, in_training_job: bool = False):
     """(results, {benchmark: lmms-eval task}, timing) of ONE simple_evaluate call over our generated
     tasks (in a temporary folder); the side files task aggregations write are kept in out_dir."""
     with tempfile.TemporaryDirectory(prefix="lmmcl_eval_") as tmp:
@@ -204,7 +216,8 @@ def _run_lmms_eval(run: _Run, out_dir: Path, t0: float):
     from lmmcl import timing as process_timing
     from lmmcl.evaluation import model as lmmcl_model
 
-    timing = {**process_timing.record(), "total": round(t_done - t0, 3), "import": round(t_run - t_import, 3),
+    process = {"in_training_job": True} if in_training_job else process_timing.record()
+    timing = {**process, "total": round(t_done - t0, 3), "import": round(t_run - t_import, 3),
               "simple_evaluate": round(t_done - t_run, 3),
               "generation": round(sum(lmmcl_model.last_task_seconds().values()), 3)}
     return results, task_of, timing

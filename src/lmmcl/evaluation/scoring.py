@@ -19,6 +19,12 @@ e.g. ``tasks/timeclock/utils.py``), with the study's parsing bugs fixed:
 ``SCORERS`` maps the registry's ``scorer`` names to these functions. An empty prediction
 always scores 0, and no prediction text makes a scorer raise (tests/test_scoring.py feeds them
 arbitrary text with hypothesis).
+
+Options (a declared skill's ``benchmark.scorer_options``, docs/own_skill.md; :data:`SCORER_OPTIONS`):
+``mc_letter: {letters: "ABCD"}`` (the option letters an answer may name), ``count: {tolerance: 1}``
+(a count within ±1 is right), ``clock: {exact_hours: true}`` (the study's exact hours).
+:func:`gold_problem` says why a gold answer cannot be judged by a scorer (a count scorer over
+"blue"), which a declared skill's conversion refuses.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from typing import Callable
 
 __all__ = [
     "SCORERS", "EXTRA_METRICS", "EXACT_HOURS", "score", "score_all",
+    "SCORER_OPTIONS", "DEFAULT_METRICS", "check_options", "gold_problem",
     "mc_letter", "count", "yesno", "vqa", "clock", "clock_parts", "exact",
     "parse_letter", "parse_count", "parse_time", "normalize_answer",
     "clock_exact", "pathvqa_parts", "pathvqa_exact_match", "is_yes_no_question",
@@ -118,7 +125,7 @@ def _named_letters(text: str, options: list[str], valid: set[str]) -> list[str]:
     return found
 
 
-def parse_letter(prediction: str, options: list[str] | None = None) -> str | None:
+def parse_letter(prediction: str, options: list[str] | None = None, letters: str | None = None) -> str | None:
     """Return the chosen option letter (upper case) or None.
 
     A lone letter ("c", "C.", "(C)") or the exact text of an option ("robin" -> its letter)
@@ -126,12 +133,15 @@ def parse_letter(prediction: str, options: list[str] | None = None) -> str | Non
     ("Answer: C", "The answer is (C)"), a leading "C) robin", any standalone capital letter
     except the pronoun "I" and the article "A" ("I think C" -> C). Exactly one distinct letter
     -> it; an answer naming two different letters ("A or C", "C, not D") -> None (wrong).
+    ``letters`` (the scorer option) limits the letters an answer may name.
     """
     text = _text(prediction)
     if not text:
         return None
     options = options or []
     valid = set(_LETTERS[: len(options)]) if options else set(_LETTERS)
+    if letters:
+        valid &= set(letters)
 
     m = _LONE_RE.match(text)
     if m:
@@ -145,10 +155,10 @@ def parse_letter(prediction: str, options: list[str] | None = None) -> str | Non
     return found[0] if len(found) == 1 else None
 
 
-def mc_letter(prediction: str, doc: dict) -> float:
+def mc_letter(prediction: str, doc: dict, letters: str | None = None) -> float:
     options = _options(doc)
-    pred = parse_letter(prediction, options)
-    gold = parse_letter(str(doc.get("answer", "")), options)
+    pred = parse_letter(prediction, options, letters)
+    gold = parse_letter(str(doc.get("answer", "")), options, letters)
     return float(pred is not None and pred == gold)
 
 
@@ -194,10 +204,11 @@ def _gold_count(doc: dict) -> int | None:
     return parse_count(str(doc.get("answer", "")))
 
 
-def count(prediction: str, doc: dict) -> float:
+def count(prediction: str, doc: dict, tolerance: int = 0) -> float:
+    """The first number of the answer equals the gold count (within ±``tolerance``)."""
     pred = parse_count(_text(prediction))
     gold = _gold_count(doc)
-    return float(pred is not None and gold is not None and pred == gold)
+    return float(pred is not None and gold is not None and abs(pred - gold) <= tolerance)
 
 
 # ---------------------------------------------------------------------------------- yesno
@@ -412,20 +423,102 @@ EXTRA_METRICS: dict[str, dict[str, Callable[[str, dict], float]]] = {
 NAN_METRICS = {"pathvqa_binary_accuracy"}
 
 
-def score(scorer: str, prediction: str, doc: dict) -> float:
-    try:
-        fn = SCORERS[scorer]
-    except KeyError:
-        raise ValueError(f"unknown scorer {scorer!r}; allowed: {sorted(SCORERS)}") from None
-    return fn(prediction, doc)
+# The primary metric a scorer reports under when a declared skill names none (the names our
+# synthetic benchmarks use, registry/benchmarks.yaml).
+DEFAULT_METRICS = {"mc_letter": "acc", "count": "count_acc", "yesno": "yesno_acc", "vqa": "vqa_acc",
+                   "clock": "both_acc", "clock_exact": "both_acc", "pathvqa": "pathvqa_exact_match",
+                   "exact": "exact_match"}
 
 
-def score_all(scorer: str, metric: str, prediction: str, doc: dict) -> dict[str, float]:
+def _is_letters(v) -> bool:
+    return isinstance(v, str) and bool(v) and len(set(v)) == len(v) and all(c in _LETTERS for c in v)
+
+
+# scorer -> {option: (check, what is allowed)}; the scorer function takes the option as a keyword
+SCORER_OPTIONS: dict[str, dict[str, tuple[Callable, str]]] = {
+    "mc_letter": {"letters": (_is_letters, "a string of distinct capital letters, e.g. 'ABCD'")},
+    "count": {"tolerance": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                            "an integer >= 0 (a count within ± it is right)")},
+    "clock": {"exact_hours": (lambda v: isinstance(v, bool), "true (12:00 != 0:00, the study's comparison) or false")},
+}
+
+
+def check_options(scorer: str, options: dict | None) -> dict:
+    """``options`` of ``scorer`` checked (ValueError naming the option and what is allowed)."""
+    if scorer not in SCORERS:
+        raise ValueError(f"unknown scorer {scorer!r}; allowed: {sorted(SCORERS)}")
+    allowed = SCORER_OPTIONS.get(scorer, {})
+    for key, value in (options or {}).items():
+        if key not in allowed:
+            raise ValueError(f"scorer {scorer!r} has no option {key!r}; allowed: {sorted(allowed) or 'none'}")
+        check, what = allowed[key]
+        if not check(value):
+            raise ValueError(f"scorer {scorer!r} option {key!r}: {value!r} is not allowed; expected {what}")
+    return dict(options or {})
+
+
+def options_suffix(options: dict | None) -> str:
+    """How a task YAML's `process_results` function name carries a scorer's options:
+    `__o<hex of their JSON>` ('' without any; evaluation/tasks/utils.py reads it back)."""
+    return f"__o{json.dumps(options, sort_keys=True, separators=(',', ':')).encode().hex()}" if options else ""
+
+
+def _resolve(scorer: str, options: dict | None) -> tuple[str, dict]:
+    """(scorer, keyword options) with `clock: {exact_hours: true}` read as the scorer clock_exact."""
+    options = dict(options or {})
+    if scorer == "clock" and "exact_hours" in options:
+        return ("clock_exact" if options.pop("exact_hours") else "clock"), options
+    return scorer, options
+
+
+def score(scorer: str, prediction: str, doc: dict, options: dict | None = None) -> float:
+    if scorer not in SCORERS:
+        raise ValueError(f"unknown scorer {scorer!r}; allowed: {sorted(SCORERS)}")
+    scorer, kw = _resolve(scorer, options)
+    return SCORERS[scorer](prediction, doc, **kw)
+
+
+def score_all(scorer: str, metric: str, prediction: str, doc: dict, options: dict | None = None) -> dict[str, float]:
     """{metric: primary score, **secondary metrics of the scorer}."""
     if scorer == "pathvqa":  # one parse for all six metrics
         parts = pathvqa_parts(prediction, doc)
         return {metric: parts["pathvqa_exact_match"], **{k: v for k, v in parts.items() if k != "pathvqa_exact_match"}}
-    out = {metric: score(scorer, prediction, doc)}
-    for name, fn in EXTRA_METRICS.get(scorer, {}).items():
+    out = {metric: score(scorer, prediction, doc, options)}
+    for name, fn in EXTRA_METRICS.get(_resolve(scorer, options)[0], {}).items():
         out[name] = fn(prediction, doc)
     return out
+
+
+def gold_problem(scorer: str, doc: dict, options: dict | None = None) -> str | None:
+    """Why ``scorer`` cannot judge answers against this doc's gold answer, or None: a count scorer
+    over an answer with no number, a clock scorer over one with no time, yesno over neither yes
+    nor no, mc_letter over an answer that names no option letter; for the text scorers, an answer
+    with nothing left after normalisation. A declared skill's conversion refuses such a row."""
+    scorer, kw = _resolve(scorer, options)
+    answer = str(doc.get("answer", ""))
+    if scorer == "count":
+        if _gold_count(doc) is None:
+            return (f"answer {answer!r} has no number; scorer count needs one (digits, or a number word "
+                    f"zero..twenty, e.g. 'There are 3 squares.' or '3')")
+    elif scorer in ("clock", "clock_exact"):
+        if _gold_time(doc) is None:
+            return f"answer {answer!r} has no time; scorer clock needs one (H:MM or HH:MM, e.g. '03:30')"
+    elif scorer == "yesno":
+        if _first_word(answer) not in ("yes", "no"):
+            return f"answer {answer!r} does not start with yes or no; scorer yesno needs it to"
+    elif scorer == "mc_letter":
+        options_ = _options(doc)
+        if parse_letter(answer, options_, kw.get("letters")) is None:
+            allowed = kw.get("letters") or (_LETTERS[:len(options_)] if options_ else _LETTERS)
+            return (f"answer {answer!r} names no option letter ({allowed[0]}-{allowed[-1]})"
+                    + (" nor the text of one of the choices" if options_ else "")
+                    + "; scorer mc_letter needs one")
+    elif scorer == "vqa":
+        if not any(normalize_answer(a) for a in _gold_answers(doc)):
+            return f"answer {answer!r} is empty once normalised (lowercase, no punctuation or articles)"
+    elif scorer == "pathvqa":
+        if not _words(answer):
+            return f"answer {answer!r} has no word; scorer pathvqa compares words"
+    elif not _basic_norm(answer):
+        return f"answer {answer!r} is empty once normalised (lowercase, no punctuation)"
+    return None

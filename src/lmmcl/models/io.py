@@ -106,17 +106,23 @@ def load_weights(checkpoint: str, dtype="float32", **from_pretrained_kwargs):
 
 
 def load_processor(checkpoint: str, **kwargs):
-    """The processor of a checkpoint (a delta checkpoint's is its chain root's)."""
+    """The processor of a checkpoint (a delta checkpoint's is its chain root's). A published
+    checkpoint's native Gemma 3 or SmolVLM processor gets the class of our subclass that takes a
+    batch's images as one flat list (`processors.FLAT_IMAGES`: behaviour only, no state)."""
     from transformers import AutoProcessor
 
     from . import delta
-    from . import processors  # noqa: F401  registers the image-only processors (no torchvision)
+    from . import processors  # registers the image-only processors (no torchvision)
 
     root, _ = delta.chain(checkpoint)
     root, revision = split_revision(root)
     if revision:
         kwargs["revision"] = revision
-    return AutoProcessor.from_pretrained(root, **kwargs)
+    processor = AutoProcessor.from_pretrained(root, **kwargs)
+    flat = processors.FLAT_IMAGES.get(type(processor))
+    if flat is not None:
+        processor.__class__ = flat
+    return processor
 
 
 def load_model(checkpoint: str, dtype: str = "float32", device: str = "cpu"):

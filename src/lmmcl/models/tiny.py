@@ -107,14 +107,14 @@ def word_vocabulary(texts) -> list[str]:
 def build_word_tokenizer(texts=None, broad: bool = False, vision: bool = False):
     """A word-level tokenizer (`tokenizers` WordLevel behind a PreTrainedTokenizerFast) whose
     vocabulary is the special tokens plus the pieces of `texts` (default: every text the synthetic
-    skills and the chat template can produce, `lmmcl.data.synthetic.vocabulary_texts`, with the
+    skills and the chat template can produce, `lmmcl.data.skills.vocabulary_texts`, with the
     broad prior's skills if `broad`, the vision prior's if `vision`). A piece outside the vocabulary
     becomes `<unk>`."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     if texts is None:
-        from ..data.synthetic import vocabulary_texts
+        from ..data.skills import vocabulary_texts
 
         texts = vocabulary_texts(broad, vision) + ["USER: ", "ASSISTANT: "]
     vocab = {s: i for i, s in enumerate(SPECIAL_TOKENS)}

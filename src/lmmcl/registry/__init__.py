@@ -1,8 +1,10 @@
 """The registries: what the workflow knows by name, as data in this folder, read once.
 
-* ``benchmarks.yaml`` -- every benchmark (our lmms-eval tasks and lmms-eval built-ins);
-* ``datasets.yaml`` -- every real dataset (source, splits, converter); the synthetic skills are
-  added from :data:`lmmcl.data.synthetic.SKILLS`, their one home;
+* ``benchmarks.yaml`` -- every benchmark (our lmms-eval tasks and lmms-eval built-ins); the skills
+  a config declares (``skills:``) add theirs;
+* ``datasets.yaml`` -- every real dataset (source, splits, converter); the skills are added from
+  :data:`lmmcl.data.skills.SKILLS`, their one home (the study's and the research priors'
+  procedural skills, ``source: synthetic``; a config's declared skills, ``source: declared``);
 * ``recipes.yaml`` -- the built-in recipes (lmmcl.recipes);
 * ``families.yaml`` -- the architecture keys of every model family (lmmcl.models.families);
 * ``hf_configs/`` -- the ``config.json`` of each real family's default checkpoint (lmmcl.models.meta).
@@ -13,6 +15,7 @@ anything heavy is imported.
 from __future__ import annotations
 
 import json
+import sys
 from functools import lru_cache
 from importlib import resources
 
@@ -24,19 +27,33 @@ def _read(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def benchmarks() -> dict:
-    """{benchmark: spec} of benchmarks.yaml (keys documented there)."""
+def _benchmarks_yaml() -> dict:
     return yaml.safe_load(_read("benchmarks.yaml"))
 
 
-@lru_cache(maxsize=1)
-def datasets() -> dict:
-    """{dataset: spec}: the synthetic skills (``source: synthetic`` and their splits), then
-    datasets.yaml."""
-    from ..data.synthetic import SKILLS
+def benchmarks() -> dict:
+    """{benchmark: spec} of benchmarks.yaml (keys documented there), then the benchmarks of the
+    skills declared in this process (a config's ``skills:``, lmmcl.data.skills.declare)."""
+    static = _benchmarks_yaml()
+    skills = sys.modules.get("lmmcl.data.skills")  # not imported: nothing can have been declared
+    declared = skills.declared_benchmarks() if skills is not None else {}
+    return {**static, **declared} if declared else static
 
-    synthetic = {name: {"source": "synthetic", "splits": list(skill.splits)} for name, skill in SKILLS.items()}
-    return {**synthetic, **yaml.safe_load(_read("datasets.yaml"))}
+
+@lru_cache(maxsize=1)
+def _datasets_yaml() -> dict:
+    return yaml.safe_load(_read("datasets.yaml"))
+
+
+def datasets() -> dict:
+    """{dataset: spec}: the procedural skills (``source: synthetic`` and their splits), then
+    datasets.yaml, then the declared skills (``source: declared``)."""
+    from ..data.skills import SKILLS
+
+    procedural = {n: {"source": "synthetic", "splits": list(s.splits)} for n, s in SKILLS.items() if s.make}
+    declared = {n: {"source": "declared", "splits": list(s.splits), "description": f"declared skill {n} (config skills.{n})"}
+                for n, s in SKILLS.items() if s.kind == "declared"}
+    return {**procedural, **_datasets_yaml(), **declared}
 
 
 @lru_cache(maxsize=1)

@@ -6,6 +6,10 @@ without the plan file the plan is inferred from ``scores.csv`` (stage i's target
 name; held-out = every other benchmark) and the row is marked ``plan inferred``.
 The model column comes from ``<experiment>/base/manifest.json`` when it exists.
 
+Where an experiment folder holds ``tables/learning_forgetting_ci.csv`` (the 95 % intervals,
+:mod:`lmmcl.report.intervals`) whose estimates are this table's numbers, each number gets its
+interval (``<metric>_lo``, ``<metric>_hi``; † in the Markdown/LaTeX where it contains 0).
+
 Outputs of :func:`write_across` (``out_dir`` chosen by the caller)::
 
     <out_dir>/learning_forgetting_across.csv / .md / .tex
@@ -26,12 +30,15 @@ from . import metrics, plots
 from .plan import normalize_plan
 from .scores import SCORE_COLUMNS
 from .summary import summary_table
-from .tables import atomic_write_csv, atomic_write_text, latex_table, markdown_table
+from .tables import atomic_write_csv, atomic_write_text, fmt_interval, latex_table, markdown_table
 
-__all__ = ["ACROSS_COLUMNS", "load_experiment", "across_table", "across_outputs", "write_across"]
+__all__ = ["ACROSS_COLUMNS", "INTERVAL_COLUMNS", "load_experiment", "across_table", "across_outputs", "write_across"]
 
 #: Numeric columns of the cross-experiment table (after experiment, method, model).
 ACROSS_COLUMNS = ["stages", *metrics.SUMMARY_SCALARS, "n_missing"]
+#: the 95 % interval of every number, after `plan` (NaN where the experiment has none)
+INTERVAL_COLUMNS = [f"{k}_{b}" for k in metrics.SUMMARY_SCALARS for b in ("lo", "hi")]
+NAN = float("nan")
 
 
 def _model_name(exp_dir: Path) -> str:
@@ -108,6 +115,7 @@ def across_table(exp_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
         model = _model_name(d)
         T = len(p["sequence"])
         summ = summary_table(scores, p)  # per seed, then the mean over seeds
+        ci = _intervals(d, summ)
         for m in p["methods"]:
             s = summ.loc[m]
             n_missing = int(scores[(scores["method"] == m)]["score"].isna().sum())
@@ -115,9 +123,28 @@ def across_table(exp_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
                 "experiment": exp, "method": m, "model": model, "stages": T,
                 **{k: float(s[k]) for k in metrics.SUMMARY_SCALARS},
                 "n_missing": n_missing, "plan": "inferred" if inferred else "read",
+                **{f"{k}_{b}": ci.get((m, k), (NAN, NAN))[i] for k in metrics.SUMMARY_SCALARS
+                   for i, b in enumerate(("lo", "hi"))},
             })
     df = pd.DataFrame(rows).set_index(["experiment", "method"])
-    return df[["model", *ACROSS_COLUMNS, "plan"]]
+    return df[["model", *ACROSS_COLUMNS, "plan", *INTERVAL_COLUMNS]]
+
+
+
+def _intervals(exp_dir: Path, summ: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
+    """{(method, metric): (lo, hi)} from the experiment's learning_forgetting_ci.csv, for the numbers
+    whose estimate there is the one recomputed here ({} without the file)."""
+    f = exp_dir / "tables" / "learning_forgetting_ci.csv"
+    if not f.is_file():
+        return {}
+    ci = pd.read_csv(f, dtype={"method": str, "metric": str})
+    out = {}
+    for r in ci.itertuples():
+        if r.method in summ.index and r.metric in summ.columns:
+            ours = float(summ.at[r.method, r.metric])
+            if abs(ours - float(r.estimate)) <= 1e-3:
+                out[(r.method, r.metric)] = (float(r.lo), float(r.hi))
+    return out
 
 
 def across_outputs(out_dir: str | os.PathLike) -> list[Path]:
@@ -134,7 +161,15 @@ def write_across(exp_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     atomic_write_csv(df.round(4), csv_p)
     flat = df.copy()
     flat.index = [f"{e} / {m}" for e, m in df.index]
-    shown = flat.drop(columns=["plan"]).astype({"stages": int, "n_missing": int}).astype({"stages": str, "n_missing": str})
+    shown = flat.drop(columns=["plan", *INTERVAL_COLUMNS]).astype({"stages": int, "n_missing": int}).astype(
+        {"stages": str, "n_missing": str})
+    marks = {(i, k) for i, row in flat.iterrows() for k in metrics.SUMMARY_SCALARS
+             if row[f"{k}_lo"] <= 0 <= row[f"{k}_hi"]}
+    with_ci = bool(flat[INTERVAL_COLUMNS].notna().any().any())
+    if with_ci:
+        for k in ("Learning", "HeldOut_mean"):
+            shown.insert(list(shown.columns).index("n_missing"), f"{k} 95 % interval",
+                         [fmt_interval(lo, hi) for lo, hi in zip(flat[f"{k}_lo"], flat[f"{k}_hi"])])
     defs = [metrics.DEFINITIONS[k] for k in metrics.SUMMARY_SCALARS]
     inferred = sorted({e for (e, _), v in df["plan"].items() if v == "inferred"})
     md = [
@@ -151,15 +186,21 @@ def write_across(exp_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     ]
     if inferred:
         md += [f"Plan inferred from scores.csv (no {PLAN_FILE}) for: {', '.join(inferred)}.", ""]
-    md += ["## Results (pp)", "", markdown_table(shown, index_label="experiment / method", signed=True)]
+    if with_ci:
+        md += ["95 % intervals: each experiment's own (tables/learning_forgetting_ci.csv: paired bootstrap over "
+               "its test items; with several seeds, items and seeds together); † = the interval contains 0; "
+               "every interval in the CSV (`<metric>_lo`, `<metric>_hi`).", ""]
+    md += ["## Results (pp)", "", markdown_table(shown, index_label="experiment / method", signed=True, marks=marks)]
     atomic_write_text(md_p, "\n".join(md))
     atomic_write_text(tex_p, latex_table(
-        shown, index_label="experiment / method", signed=True,
-        caption="Learning and forgetting (pp) across experiments; n/a = not computable.",
+        shown, index_label="experiment / method", signed=True, marks=marks,
+        caption="Learning and forgetting (pp) across experiments; n/a = not computable"
+                + ("; † = its 95 % interval contains 0." if with_ci else "."),
         label="tab:learning_forgetting_across", notes=defs,
     ))
     summ = flat[["Learning", "HeldOut_mean"]]
     plots.plot_learning_vs_heldout(
-        summ, png_p, title="Learning vs. forgetting across experiments\n(up-right = learns more, forgets less)"
+        summ, png_p, title="Learning vs. forgetting across experiments\n(up-right = learns more, forgets less)",
+        ci_df=flat[["Learning_lo", "Learning_hi", "HeldOut_mean_lo", "HeldOut_mean_hi"]] if with_ci else None,
     )
     return [csv_p, md_p, tex_p, png_p]

@@ -18,6 +18,12 @@ than nominal; the per-stage columns of the tables show which terms are ``n/a``.
 Stages or benchmarks absent from R are treated as missing cells (NaN).
 
 All functions are pure: they never modify ``R``.
+
+Intervals
+---------
+The 95 % interval of every metric over the test items (and seeds) recomputes these formulas on
+resampled R matrices: :func:`lmmcl.report.intervals.metric_arrays` (tested equal to
+:func:`summary`), used by :mod:`lmmcl.report.intervals`.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ scores.csv as ``report_plan.json`` and read back by :mod:`lmmcl.report.across`):
      "target": [...], "held_out": [...], "extra": [...],                  # benchmark groups
      "chance": {benchmark: float},                                        # 0-100
      "sweep": {method: {grid key: value}}, "lr_rule": {"min_learning": pp} | None,   # optional
-     "paper": {method: {"learning": pp, "heldout": pp}}, "paper_source": str}      # optional: the
+     "paper": {method: {"learning": pp, "heldout": pp}}, "paper_source": str,      # optional: the
                                                    # study's headline numbers (config compare_to_paper)
+     "intervals": {"resamples": int}}   # optional: bootstrap resamples of the 95 % intervals
+                                        # (config intervals.resamples; 0 = none; lmmcl.report.intervals)
 """
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from collections.abc import Mapping
 
 from ..layout import BASE
 
-__all__ = ["BASE_TASK", "normalize_plan", "stage_labels"]
+__all__ = ["BASE_TASK", "DEFAULT_RESAMPLES", "normalize_plan", "stage_labels"]
 
 #: task of the stage-0 rows of scores.csv (the base), never a method name
 BASE_TASK = BASE
+#: bootstrap resamples of the intervals when the plan names none (config `intervals.resamples`)
+DEFAULT_RESAMPLES = 2000
 
 
 def _dedup(xs) -> list:
@@ -91,7 +95,15 @@ def normalize_plan(plan: Mapping) -> dict:
         "paper": {str(m): {k: float(v) for k, v in ref.items()} for m, ref in (plan.get("paper") or {}).items()
                   if str(m) in methods},
         "paper_source": plan.get("paper_source"),
+        "intervals": {"resamples": _resamples(plan)},
     }
+
+
+def _resamples(plan: Mapping) -> int:
+    value = (plan.get("intervals") or {}).get("resamples", DEFAULT_RESAMPLES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"plan['intervals']['resamples'] must be an integer >= 0, got {value!r}")
+    return value
 
 
 def stage_labels(plan: Mapping) -> list[str]:

@@ -36,13 +36,15 @@ def plot_learning_vs_heldout(
     y: str = "HeldOut_mean",
     title: str | None = None,
     std_df: pd.DataFrame | None = None,
+    ci_df: pd.DataFrame | None = None,
 ) -> Path:
     """Scatter of mean target gain (x, pp) vs. mean held-out change (y, pp), one point per method.
 
     ``summary_df``: index = method, columns include ``x`` and ``y`` (see
-    :func:`lmmcl.report.summary.summary_table`); ``std_df`` (same shape, std over seeds)
-    adds error bars.  Methods with a NaN coordinate are listed in the lower corner instead
-    of plotted.
+    :func:`lmmcl.report.summary.summary_table`); error bars: the 95 % intervals of ``ci_df``
+    (columns ``<x>_lo``, ``<x>_hi``, ``<y>_lo``, ``<y>_hi``; lmmcl.report.intervals) where it has
+    them, else ± the std over seeds of ``std_df`` (same shape as ``summary_df``).  Methods with a
+    NaN coordinate are listed in the lower corner instead of plotted.
     """
     methods = [str(m) for m in summary_df.index]
     colors = method_colors(methods)
@@ -60,7 +62,8 @@ def plot_learning_vs_heldout(
         xs.append(xv)
         ys.append(yv)
         ax.scatter([xv], [yv], s=90, color=colors[m], edgecolor="black", lw=0.6, zorder=3, label=m)
-        _error_bars(ax, std_df, m, x, y, xv, yv, colors[m])
+        if not _interval_bars(ax, ci_df, m, x, y, xv, yv, colors[m]):
+            _error_bars(ax, std_df, m, x, y, xv, yv, colors[m])
         ax.annotate(m, (xv, yv), xytext=(7, 6), textcoords="offset points", fontsize=10, zorder=4)
     if xs:
         # symmetric-ish padding so annotations stay inside and the zero line is visible
@@ -78,7 +81,9 @@ def plot_learning_vs_heldout(
         )
     ax.set_xlabel(f"Δ target score, {x} (mean over stages) [pp]")
     ax.set_ylabel(f"Δ held-out score, {y} [pp]")
-    ax.set_title(title or "Learning vs. forgetting per method\n(up-right = learns more, forgets less)")
+    bars = _bars_label(ci_df, std_df, [x, y])
+    ax.set_title(title or "Learning vs. forgetting per method\n(up-right = learns more, forgets less"
+                 + (f"; bars: {bars})" if bars else ")"))
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8, framealpha=0.85)
     return save_figure(fig, path)
@@ -88,6 +93,32 @@ def _seed_std(values) -> float:
     """Sample std (ddof 1) of the finite values; NaN (no error bar) with fewer than two."""
     finite = [v for v in values if not np.isnan(v)]
     return float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+
+
+def _interval_bars(ax, ci_df, m, x, y, xv, yv, color) -> bool:
+    """Asymmetric error bars from the 95 % intervals of ``ci_df`` (``<x>_lo`` …); False where
+    there are none for this method."""
+    if ci_df is None or m not in ci_df.index:
+        return False
+
+    def err(c, v):
+        lo, hi = float(ci_df.at[m, f"{c}_lo"]), float(ci_df.at[m, f"{c}_hi"])
+        return None if np.isnan(lo) or np.isnan(hi) else [[max(v - lo, 0.0)], [max(hi - v, 0.0)]]
+
+    xe, ye = err(x, xv), err(y, yv)
+    if xe is None and ye is None:
+        return False
+    ax.errorbar([xv], [yv], xerr=xe, yerr=ye, fmt="none", ecolor=color, elinewidth=1.4, capsize=4, zorder=2)
+    return True
+
+
+def _bars_label(ci_df, std_df, cols) -> str:
+    """What the error bars show, for the title."""
+    if ci_df is not None and any(ci_df[f"{c}_lo"].notna().any() for c in cols if f"{c}_lo" in ci_df):
+        return "95 % intervals"
+    if std_df is not None and any(std_df[c].notna().any() for c in cols if c in std_df):
+        return "± std over seeds"
+    return ""
 
 
 def _error_bars(ax, std_df, m, x, y, xv, yv, color) -> None:
@@ -102,7 +133,8 @@ def _error_bars(ax, std_df, m, x, y, xv, yv, color) -> None:
 
 def plot_pareto(pareto: pd.DataFrame, per_seed: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Learning (x) vs HeldOut_mean (y) of every run: small dots = one seed, big markers with error
-    bars = mean ± std over seeds per method, the Pareto front joined by a line (table: pareto.md)."""
+    bars = the mean over seeds per method with its 95 % interval (``pareto`` columns ``Learning_lo``
+    …, where present) or ± std over seeds, the Pareto front joined by a line (table: pareto.md)."""
     methods = [str(m) for m in pareto.index]
     colors = method_colors(methods)
     fig = new_figure(7.5 if len(methods) <= 10 else 9.5, 5.6)
@@ -118,8 +150,10 @@ def plot_pareto(pareto: pd.DataFrame, per_seed: pd.DataFrame, path: str | os.Pat
         on_front = bool(pareto.at[m, "pareto"])
         ax.scatter([xv], [yv], s=110 if on_front else 70, marker="*" if on_front else "o", color=colors[m],
                    edgecolor="black", lw=0.6, zorder=4, label=m)
-        _error_bars(ax, pareto.rename(columns={"Learning_std": "_x", "HeldOut_mean_std": "_y"}), m, "_x", "_y",
-                    xv, yv, colors[m])
+        if not _interval_bars(ax, pareto if "Learning_lo" in pareto else None, m, "Learning", "HeldOut_mean",
+                              xv, yv, colors[m]):
+            _error_bars(ax, pareto.rename(columns={"Learning_std": "_x", "HeldOut_mean_std": "_y"}), m, "_x", "_y",
+                        xv, yv, colors[m])
         if len(methods) <= 16:
             ax.annotate(m, (xv, yv), xytext=(6, 5), textcoords="offset points", fontsize=8, zorder=5)
     front = pareto[pareto["pareto"]].sort_values("Learning")
@@ -129,7 +163,13 @@ def plot_pareto(pareto: pd.DataFrame, per_seed: pd.DataFrame, path: str | os.Pat
         no_data(ax, "no method has both metrics")
     ax.set_xlabel("Learning: mean target gain [pp]")
     ax.set_ylabel("HeldOut_mean: mean held-out change [pp]")
-    ax.set_title("Learning vs. forgetting across runs (★ = Pareto front; dots = single seeds)")
+    if "Learning_lo" in pareto and pareto[["Learning_lo", "HeldOut_mean_lo"]].notna().any().any():
+        bars = "; bars: 95 % intervals"
+    elif pareto[["Learning_std", "HeldOut_mean_std"]].notna().any().any():
+        bars = "; bars: ± std over seeds"
+    else:
+        bars = ""
+    ax.set_title(f"Learning vs. forgetting across runs (★ = Pareto front; dots = single seeds{bars})")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)
     return save_figure(fig, path)
@@ -147,13 +187,17 @@ def _plan_and_matrices(scores: pd.DataFrame, plan: Mapping):
     return p, mats, per_seed
 
 
-def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.PathLike) -> Path:
+def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.PathLike,
+                           intervals: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> Path:
     """Held-out average score (%) after each stage, one line per method.
 
     x = base, stage 1..T; y = mean over the held-out benchmarks of the score at that
     checkpoint (nan-aware: missing benchmarks are skipped; a point is absent if all are
     missing).  The base model's value is drawn as a dashed horizontal line, the mean
-    chance level of the held-out set (if known) as a dotted one.
+    chance level of the held-out set (if known) as a dotted one.  Error bars: ``intervals``
+    ({method: (HeldOut_i − lo, hi − HeldOut_i) for i = 1..T}), the paired 95 % interval of the
+    change vs. the base drawn around the point (a bar that reaches the base's line: no change
+    shown), where given; else ± the std over seeds.
     """
     p, mats, per_seed = _plan_and_matrices(scores, plan)
     seq, H, T = p["sequence"], p["held_out"], len(p["sequence"])
@@ -171,7 +215,12 @@ def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.P
             base_vals.append(vals[0])
             all_vals += [v for v in vals if not np.isnan(v)]
             ax.plot(xs, vals, marker="o", lw=2, ms=6, color=colors[m], label=m, zorder=3)
-            if per_seed[m]:  # std over seeds of each seed's held-out average
+            iv = (intervals or {}).get(m)
+            if iv is not None and not np.all(np.isnan(np.asarray(iv, dtype=float))):
+                lo_err, hi_err = (np.nan_to_num(np.asarray(e, dtype=float)) for e in iv)
+                ax.errorbar(xs[1:], vals[1:], yerr=[np.maximum(lo_err, 0), np.maximum(hi_err, 0)], fmt="none",
+                            ecolor=colors[m], elinewidth=1.2, capsize=3, zorder=2)
+            elif per_seed[m]:  # std over seeds of each seed's held-out average
                 curves = np.array([[nanmean(Rs.reindex(columns=H).loc[i].to_numpy()) for i in range(T + 1)]
                                    for Rs in per_seed[m]])
                 ax.errorbar(xs, vals, yerr=[_seed_std(c) for c in curves.T], fmt="none", ecolor=colors[m],
@@ -195,17 +244,21 @@ def plot_heldout_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.P
     ax.set_xlabel("checkpoint (after stage i: task)")
     ax.set_ylabel("held-out average score [%]")
     htxt = ", ".join(H) if len(", ".join(H)) < 70 else f"{len(H)} benchmarks"
-    ax.set_title(f"Held-out performance after each stage\n(mean of {htxt})" if H else "Held-out performance")
+    bars = "; bars: paired 95 % interval of the change vs. base" if intervals else ""
+    ax.set_title(f"Held-out performance after each stage\n(mean of {htxt}{bars})" if H else "Held-out performance")
     ax.grid(True, axis="y", alpha=0.3)
     return save_figure(fig, path)
 
 
-def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.PathLike) -> Path:
+def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.PathLike,
+                          intervals: Mapping[str, pd.DataFrame] | None = None) -> Path:
     """Score (%) of each stage's target benchmark right after that stage, per method.
 
     Grouped bars: one group per stage i (bar height R[i][t_i], one bar per method),
     with the base model's score R[0][t_i] (black dashed segment) and the chance level
-    (grey dotted segment) across each group.  Missing cells are labelled ``n/a``.
+    (grey dotted segment) across each group.  Missing cells are labelled ``n/a``.  Error bars:
+    the 95 % interval of R[i][t_i] from ``intervals`` ({method: its R_<method>_ci table}) where
+    given, else ± the std over seeds.
     """
     p, mats, per_seed = _plan_and_matrices(scores, plan)
     seq, targets, T = p["sequence"], p["stage_targets"], len(p["sequence"])
@@ -225,8 +278,10 @@ def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.Pa
             if np.isnan(v):
                 ax.text(xk, 1, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, color="0.4")
                 continue
-            err = (_seed_std([float(Rs.at[stage, tgt]) for Rs in per_seed[m]])
-                   if per_seed[m] and tgt in mats[m].columns else None)
+            err = _cell_err(intervals, m, stage, tgt, v)
+            if err is None:
+                err = (_seed_std([float(Rs.at[stage, tgt]) for Rs in per_seed[m]])
+                       if per_seed[m] and tgt in mats[m].columns else None)
             ax.bar(xk, v, width=width * 0.92, color=colors[m], edgecolor="black", lw=0.4, zorder=3,
                    yerr=err, ecolor="black", capsize=2, error_kw={"elinewidth": 0.8})
             if n * T <= 40:
@@ -252,11 +307,24 @@ def plot_target_per_stage(scores: pd.DataFrame, plan: Mapping, path: str | os.Pa
     ax.set_ylim(0, 109)
     ax.set_xlabel("stage i: task (target benchmark)")
     ax.set_ylabel("target score right after its stage [%]")
-    ax.set_title("Target skill learned at each stage (score of t_i after stage i)")
+    ax.set_title("Target skill learned at each stage (score of t_i after stage i)"
+                 + ("\nbars: 95 % interval" if intervals and any(
+                     df["lo"].notna().any() for df in intervals.values()) else ""))
     ax.grid(True, axis="y", alpha=0.3, zorder=0)
     ax.legend(handles=_bar_legend(methods, colors, base_labelled, chance_labelled), loc="upper left",
               bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     return save_figure(fig, path)
+
+
+def _cell_err(intervals, m, stage, bench, v):
+    """[[v − lo], [hi − v]] of R[stage][bench] from the R_<method>_ci table, or None."""
+    df = (intervals or {}).get(m)
+    if df is None:
+        return None
+    row = df[(df["stage"] == stage) & (df["benchmark"] == bench)]
+    if row.empty or np.isnan(row["lo"].iloc[0]) or np.isnan(row["hi"].iloc[0]):
+        return None
+    return [[max(v - float(row["lo"].iloc[0]), 0.0)], [max(float(row["hi"].iloc[0]) - v, 0.0)]]
 
 
 def _bar_legend(methods, colors, base: bool, chance: bool) -> list:

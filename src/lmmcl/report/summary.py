@@ -111,5 +111,6 @@ def format_summary(results_dir: str | os.PathLike, plan: Mapping) -> str:
         lines.append(f"(study: its headline Δ learning / Δ held-out of the same recipe, {p['paper_source']})")
     layout = Layout(p["experiment"], root=results_dir)
     lines += [f"table: {layout.table('learning_forgetting', ext)}" for ext in ("md", "csv")]
+    lines.append(f"table: {layout.table('comparisons', 'md')} (recipe against recipe, 95 % intervals)")
     lines += [f"plot:  {f}" for f in layout.report_files(p["methods"])["plots"]]
     return "\n".join(lines)

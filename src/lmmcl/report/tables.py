@@ -22,6 +22,8 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_csv",
     "fmt",
+    "fmt_interval",
+    "MARK",
     "markdown_table",
     "r_matrix_markdown",
     "summary_markdown",
@@ -32,6 +34,8 @@ __all__ = [
 ]
 
 NA = "n/a"
+#: after a number whose 95 % interval contains 0 (LaTeX: a superscript dagger)
+MARK = "†"
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -71,6 +75,13 @@ def fmt(x, decimals: int = 1, signed: bool = False) -> str:
     return f"{v:+.{decimals}f}" if signed else f"{v:.{decimals}f}"
 
 
+def fmt_interval(lo, hi, decimals: int = 1, signed: bool = True) -> str:
+    """``[lo, hi]`` with ``decimals`` decimals (signed by default); ``n/a`` if either is missing."""
+    if _is_missing(lo) or _is_missing(hi):
+        return NA
+    return f"[{fmt(lo, decimals, signed)}, {fmt(hi, decimals, signed)}]"
+
+
 def _escape(s: str) -> str:
     return str(s).replace("|", "\\|")
 
@@ -83,14 +94,17 @@ def markdown_table(
     signed: bool = False,
     bold: set[tuple] | None = None,
     extra_rows: Sequence[Sequence[str]] = (),
+    marks: set[tuple] | None = None,
 ) -> str:
     """Render ``df`` as a GitHub pipe table (index as first column).
 
     Numbers get ``decimals`` decimals, NaN -> ``n/a``; ``bold`` is a set of
-    (index, column) cells to print in bold; ``extra_rows`` are pre-formatted rows
+    (index, column) cells to print in bold; ``marks`` a set of cells followed by :data:`MARK`
+    (their 95 % interval contains 0); ``extra_rows`` are pre-formatted rows
     (first item = row label) appended at the bottom.
     """
     bold = bold or set()
+    marks = marks or set()
     label = index_label if index_label is not None else (df.index.name or "")
     header = [label] + [str(c) for c in df.columns]
     # numbers right-aligned, text left-aligned
@@ -105,6 +119,8 @@ def markdown_table(
             s = fmt(row[col], decimals=decimals, signed=signed)
             if (idx, col) in bold and s != NA:
                 s = f"**{s}**"
+            if (idx, col) in marks and s != NA:
+                s = f"{s} {MARK}"
             cells.append(_escape(s))
         lines.append("| " + " | ".join(cells) + " |")
     for extra in extra_rows:
@@ -187,6 +203,9 @@ def summary_markdown(
     seeds: Sequence[int] = (0,),
     paper: Mapping[str, Mapping[str, float]] | None = None,
     paper_source: str | None = None,
+    marks: set[tuple] | None = None,
+    sections: Sequence[str] = (),
+    bounds: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> str:
     """Markdown of the learning/forgetting table with its header block (and, with ``paper``, the
     study's headline numbers beside this experiment's Learning and HeldOut_mean).
@@ -194,6 +213,9 @@ def summary_markdown(
     The header names every definition (``DEFINITIONS``), the target benchmark of each
     stage (with its metric and chance level), and the held-out set. With several ``seeds``,
     ``summary_df`` is the mean over them and each cell reads ``mean ± std`` (``std_df``).
+    ``marks``: (method, column) cells followed by :data:`MARK` (their 95 % interval contains 0);
+    ``sections``: Markdown appended after the results table (the intervals); ``bounds``: (lo, hi),
+    method × metric, the 95 % intervals shown beside this experiment's numbers in the study section.
     """
     metric_names = metric_names or {}
     lines = [
@@ -226,24 +248,33 @@ def summary_markdown(
         lines += [f"Missing evaluations: {n_missing}{of} (see scores.csv, metric = `missing`).", ""]
     if len(seeds) > 1:
         lines += [f"## Results (pp, mean ± std over {len(seeds)} seeds: {', '.join(map(str, seeds))})", ""]
-        lines.append(markdown_table(mean_pm_std(summary_df, std_df), index_label="method"))
+        lines.append(markdown_table(mean_pm_std(summary_df, std_df), index_label="method", marks=marks))
     else:
         lines += [f"## Results (pp, seed {seeds[0]})", ""]
-        lines.append(markdown_table(summary_df, index_label="method", signed=True))
+        lines.append(markdown_table(summary_df, index_label="method", signed=True, marks=marks))
+    lines += list(sections)
     if paper:
-        lines += ["", paper_markdown(summary_df, paper, paper_source, std_df if len(seeds) > 1 else None)]
+        lines += ["", paper_markdown(summary_df, paper, paper_source, std_df if len(seeds) > 1 else None, bounds)]
     return "\n".join(lines)
 
 
 def paper_markdown(summary_df: pd.DataFrame, paper: Mapping[str, Mapping[str, float]], source: str | None,
-                   std_df: pd.DataFrame | None = None) -> str:
-    """This experiment's Learning and HeldOut_mean beside the study's headline Δ learning and Δ held-out."""
+                   std_df: pd.DataFrame | None = None,
+                   bounds: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> str:
+    """This experiment's Learning and HeldOut_mean (± std over seeds, and the 95 % interval of
+    ``bounds`` = (lo, hi) where given) beside the study's headline Δ learning and Δ held-out."""
     rows = {}
     for m, ref in paper.items():
         if m not in summary_df.index:
             continue
         ours = summary_df.loc[m]
-        spread = (lambda c: f" ± {fmt(std_df.loc[m, c])}") if std_df is not None else (lambda c: "")
+
+        def spread(c, m=m):
+            text = f" ± {fmt(std_df.loc[m, c])}" if std_df is not None else ""
+            if bounds is not None and m in bounds[0].index and c in bounds[0].columns:
+                iv = fmt_interval(bounds[0].at[m, c], bounds[1].at[m, c])
+                text += f" {iv}" if iv != NA else ""
+            return text
         rows[m] = {"Learning": fmt(ours["Learning"], signed=True) + spread("Learning"),
                    "study Δ learning": fmt(ref["learning"], signed=True),
                    "HeldOut_mean": fmt(ours["HeldOut_mean"], signed=True) + spread("HeldOut_mean"),
@@ -273,24 +304,35 @@ def mean_pm_std(mean: pd.DataFrame, std: pd.DataFrame | None, decimals: int = 1)
 
 def pareto_markdown(pareto: pd.DataFrame, *, experiment: str, seeds: Sequence[int],
                     lr_rule: Mapping | None = None) -> str:
-    """The Pareto table (lmmcl.report.summary.pareto_table) with its legend."""
-    shown = pareto.copy()
+    """The Pareto table (lmmcl.report.summary.pareto_table) with its legend; with the columns
+    ``Learning_lo`` … (lmmcl.report.intervals) the 95 % intervals where there are any."""
+    ci_cols = [c for c in ("Learning_lo", "Learning_hi", "HeldOut_mean_lo", "HeldOut_mean_hi") if c in pareto]
+    with_ci = bool(ci_cols) and pareto[ci_cols].notna().any().any()
+    shown = pareto.drop(columns=ci_cols)
     shown["Learning"] = mean_pm_std(pareto[["Learning"]], pareto[["Learning_std"]].set_axis(["Learning"], axis=1))["Learning"]
     shown["HeldOut_mean"] = mean_pm_std(pareto[["HeldOut_mean"]],
                                         pareto[["HeldOut_mean_std"]].set_axis(["HeldOut_mean"], axis=1))["HeldOut_mean"]
     shown = shown.drop(columns=["Learning_std", "HeldOut_mean_std"])
+    if with_ci:
+        at = shown.columns.get_loc("HeldOut_mean") + 1
+        for k, metric in enumerate(("Learning", "HeldOut_mean")):
+            shown.insert(at + k, f"{metric} 95 % interval",
+                         [fmt_interval(lo, hi) for lo, hi in zip(pareto[f"{metric}_lo"], pareto[f"{metric}_hi"])])
     shown["pareto"] = ["yes" if v else "" for v in pareto["pareto"]]
     shown["seeds"] = pareto["seeds"].astype(int).astype(str)
     from ..sweep import format_value  # grid values as in the method names: 3e-4, not 0.0
 
-    for col in shown.columns.difference(["Learning", "HeldOut_mean", "pareto", "seeds", "lr_rule"]):
+    for col in shown.columns.difference(["Learning", "HeldOut_mean", "pareto", "seeds", "lr_rule",
+                                         "Learning 95 % interval", "HeldOut_mean 95 % interval"]):
         shown[col] = [format_value(v) if v is not None and not _is_missing(v) else "" for v in shown[col]]
     lines = [
         f"# Learning vs. forgetting across runs — experiment `{experiment}`",
         "",
         f"Learning and HeldOut_mean (pp; definitions in learning_forgetting.md) as mean ± std over "
         f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}). `pareto` = no other method learns at "
-        "least as much and forgets at most as much (better on one).",
+        "least as much and forgets at most as much (better on one)."
+        + (" 95 % intervals: as in learning_forgetting.md (paired bootstrap over the test items; with several "
+           "seeds, items and seeds together)." if with_ci else ""),
     ]
     if lr_rule and "reference" in lr_rule:
         lines += ["", f"`lr_rule` (one lr for every recipe, as in the study): the lr with which recipe "
@@ -325,8 +367,10 @@ def deltas_markdown(
     stage_labels: Sequence[str],
     groups: Mapping[str, Sequence[str]],
     stage_targets: Sequence[str],
+    marks: set[tuple] | None = None,
 ) -> str:
-    """Markdown for one method's per-benchmark deltas (rows stage 1..T)."""
+    """Markdown for one method's per-benchmark deltas (rows stage 1..T); ``marks``: (stage label,
+    benchmark) cells whose paired 95 % interval contains 0, followed by :data:`MARK`."""
     head = [
         f"# Per-benchmark change vs. base — method `{method}` (experiment `{experiment}`)",
         "",
@@ -339,7 +383,8 @@ def deltas_markdown(
         "",
     ]
     return "\n".join(head) + "\n" + markdown_table(_with_stage_labels(D, stage_labels), index_label="stage",
-                                                     signed=True, bold=target_cells(stage_labels, stage_targets, D.columns))
+                                                     signed=True, bold=target_cells(stage_labels, stage_targets, D.columns),
+                                                     marks=marks)
 
 
 # --------------------------------------------------------------------------- LaTeX (booktabs)
@@ -347,6 +392,7 @@ _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "−": "$-$", "≤": r"$\le$", "∈": r"$\in$", "<": r"\textless{}", ">": r"\textgreater{}",
+    "†": r"$^\dagger$", "±": r"$\pm$", "√": r"$\surd$", "·": r"$\cdot$", "²": r"$^2$", "ν": r"$\nu$",
 }
 
 
@@ -366,15 +412,18 @@ def latex_table(
     bold: set[tuple] | None = None,
     extra_rows: Sequence[Sequence[str]] = (),
     notes: Sequence[str] = (),
+    marks: set[tuple] | None = None,
 ) -> str:
     """A complete ``table`` environment with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``).
 
     Numbers get ``decimals`` decimals (``+`` sign if ``signed``), NaN is printed ``n/a``;
     ``bold`` cells are ``\\textbf``; ``extra_rows`` (pre-formatted, first item = label) go
     below a ``\\midrule``; ``notes`` are printed as small text under the table (e.g. metric
-    definitions).  Everything textual is escaped.
+    definitions); ``marks`` cells get a dagger (their 95 % interval contains 0).  Everything
+    textual is escaped.
     """
     bold = bold or set()
+    marks = marks or set()
     label_txt = index_label if index_label is not None else (df.index.name or "")
     cols = ["l"] + ["r" if pd.api.types.is_numeric_dtype(df[c]) else "l" for c in df.columns]
     lines = [
@@ -399,6 +448,8 @@ def latex_table(
                 s = "$-$" + s[1:]
             if (idx, col) in bold and s != NA:
                 s = f"\\textbf{{{s}}}"
+            if (idx, col) in marks and s != NA:
+                s += "$^\\dagger$"
             cells.append(s)
         lines.append(" & ".join(cells) + " \\\\")
     if extra_rows:

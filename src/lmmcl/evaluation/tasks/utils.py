@@ -6,11 +6,13 @@ therefore loaded as a stand-alone module named `utils`: it must only use absolut
 
 Scoring is delegated to `lmmcl.evaluation.scoring`. A task YAML names its scorer and primary
 metric in the function name, `!function utils.process_results__<scorer>__<metric>` (resolved
-by the module-level `__getattr__` below), so the YAML alone says how it is scored.
+by the module-level `__getattr__` below), so the YAML alone says how it is scored; a scorer's
+options (a declared skill's `scorer_options`) follow as `__o<hex of their JSON>`.
 """
 from __future__ import annotations
 
 import io
+import json
 import re
 
 from lmmcl.evaluation import scoring
@@ -80,19 +82,20 @@ def _prediction(results) -> str:
     return "" if pred is None else str(pred)
 
 
-def make_process_results(scorer: str, metric: str):
-    if scorer not in scoring.SCORERS:
-        raise ValueError(f"unknown scorer {scorer!r}; allowed: {sorted(scoring.SCORERS)}")
+def make_process_results(scorer: str, metric: str, options: dict | None = None):
+    options = scoring.check_options(scorer, options)  # ValueError for an unknown scorer or option
 
     def process_results(doc, results, **_):
-        return scoring.score_all(scorer, metric, _prediction(results), doc)
+        return scoring.score_all(scorer, metric, _prediction(results), doc, options)
 
-    process_results.__name__ = process_results.__qualname__ = f"{_PR_PREFIX}{scorer}__{metric}"
+    process_results.__name__ = process_results.__qualname__ = \
+        f"{_PR_PREFIX}{scorer}__{metric}{scoring.options_suffix(options)}"
     return process_results
 
 
 def __getattr__(name: str):
-    m = re.fullmatch(_PR_PREFIX + r"([a-z0-9_]+?)__([A-Za-z0-9_]+)", name)
+    m = re.fullmatch(_PR_PREFIX + r"([a-z0-9_]+?)__([A-Za-z0-9_]+?)(?:__o([0-9a-f]+))?", name)
     if m:
-        return make_process_results(m.group(1), m.group(2))
+        options = json.loads(bytes.fromhex(m.group(3)).decode()) if m.group(3) else None
+        return make_process_results(m.group(1), m.group(2), options)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

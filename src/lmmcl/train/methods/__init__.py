@@ -72,9 +72,12 @@ def method_keys(kind: str) -> set[str]:
 def method_spec(kind: str, given: dict, where: str = "method") -> dict:
     """`{"method": kind, **defaults, **given kind keys}`; ValueError naming a bad key or value.
 
-    `given` may hold other keys (recipe, hyperparameters): only `kind`'s keys are taken."""
+    `given` may hold other keys (recipe, hyperparameters): only `kind`'s keys are taken. A
+    default without its check (a method key added to METHOD_DEFAULTS but not to _CHECKS, or one
+    that fails it) is an error here, at planning, whatever the config sets."""
     if kind not in METHOD_DEFAULTS:
         raise ValueError(f"{where}.method: unknown method {kind!r}; allowed: {sorted(METHOD_DEFAULTS)}")
+    check_defaults(kind)
     spec = {"method": kind, **METHOD_DEFAULTS[kind]}
     for key in METHOD_DEFAULTS[kind]:
         if key in given:
@@ -86,6 +89,17 @@ def method_spec(kind: str, given: dict, where: str = "method") -> dict:
         raise ValueError(f"{where}.top_k: {spec['top_k']} exceeds the {1 + spec['experts']} experts "
                          "(the frozen original plus `experts` trainable ones)")
     return spec
+
+
+def check_defaults(kind: str) -> None:
+    """Every default of method `kind` has its check in _CHECKS and passes it; ValueError naming the key."""
+    for key, value in METHOD_DEFAULTS[kind].items():
+        if (kind, key) not in _CHECKS:
+            raise ValueError(f"method {kind}: key {key!r} has a default ({value!r}) in METHOD_DEFAULTS but no check in "
+                             f"lmmcl.train.methods._CHECKS, so a config's value for it would not be validated; add one")
+        check, allowed = _CHECKS[(kind, key)]
+        if not check(value):
+            raise ValueError(f"method {kind}: the default {key}: {value!r} fails its own check (expected {allowed})")
 
 
 class MethodHook:
