@@ -28,32 +28,47 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "
             "<|image_pad|>", "<|video_pad|>"]
 
 
-def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden: int = 64, layers: int = 2):
-    """(model, processor): a randomly initialised Qwen2_5_VLForConditionalGeneration.
 
-    Image processor: `Qwen2VLImageProcessorPil` (the PIL backend; the default torchvision one
-    is not installed), with `min_pixels`/`max_pixels` pinned so a 32 px image stays 32 px."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def tiny_tokenizer_and_image_processor(chat_template: str, image_size: int, patch_size: int, merge: int):
+    """The Qwen-VL tiny models' byte tokenizer (Qwen's special tokens) and `Qwen2VLImageProcessorPil`
+    (the PIL backend; the default torchvision one is not installed) with `min_pixels`/`max_pixels`
+    pinned so an `image_size` px image stays that size. Qwen3-VL uses Qwen2-VL's image processor too."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from ..processors import Qwen2_5_VLImageOnlyProcessor
     from ..tiny import build_byte_tokenizer
 
     tok = build_byte_tokenizer(
         SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None,
         extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
                               "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"},
-        added=SPECIALS, chat_template=CHAT_TEMPLATE,
+        added=SPECIALS, chat_template=chat_template,
     )
-    merge = 2
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=patch_size, merge_size=merge, temporal_patch_size=2,
         min_pixels=image_size * image_size, max_pixels=4 * image_size * image_size)
+    return tok, image_processor
+
+
+def mrope_section(head_dim: int) -> list[int]:
+    """Multimodal RoPE's (temporal, height, width) split of the rotary half-dimension."""
+    return [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]
+
+def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden: int = 64, layers: int = 2):
+    """(model, processor): a randomly initialised Qwen2_5_VLForConditionalGeneration.
+
+    Image processor: `Qwen2VLImageProcessorPil` (the PIL backend; the default torchvision one
+    is not installed), with `min_pixels`/`max_pixels` pinned so a 32 px image stays 32 px."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from ..processors import Qwen2_5_VLImageOnlyProcessor
+
+    merge = 2
+    tok, image_processor = tiny_tokenizer_and_image_processor(CHAT_TEMPLATE, image_size, patch_size, merge)
     processor = Qwen2_5_VLImageOnlyProcessor(image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE)
     ids = token_ids(tok, bos=False)
     head_dim = hidden // 4
     text = dict(vocab_size=len(tok), **text_sizes(hidden, layers), **ids,
-                rope_scaling={"rope_type": "default", "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]})
+                rope_scaling={"rope_type": "default", "mrope_section": mrope_section(head_dim)})
     vision = dict(depth=2, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=4, out_hidden_size=hidden,
                   patch_size=patch_size, spatial_merge_size=merge, temporal_patch_size=2,
                   window_size=patch_size * merge * 2, fullatt_block_indexes=[1])

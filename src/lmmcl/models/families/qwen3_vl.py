@@ -8,6 +8,7 @@ hidden states (DeepStack). Both are the projector; the blocks (fused `attn.qkv`,
 `mlp.linear_fc1/2`) are the vision tower. The LLM is Qwen3 (q/k norms, no q/k/v biases). No image
 newline. Roles: registry/families.yaml.
 """
+from .qwen2_5_vl import mrope_section, tiny_tokenizer_and_image_processor  # the same tokens and image processor
 from .tiny_parts import seeded_model, text_sizes, token_ids
 
 # The user/assistant path of Qwen/Qwen3-VL-8B-Instruct's chat_template.json (its tool-call and
@@ -37,8 +38,6 @@ CHAT_TEMPLATE = (
     "{{- '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-            "<|image_pad|>", "<|video_pad|>"]
 
 
 def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden: int = 64, layers: int = 2):
@@ -46,27 +45,17 @@ def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden:
     DeepStack merger (vision block 0), `Qwen2VLImageProcessorPil` pinned so a 32 px image stays
     32 px (Qwen3-VL's processor uses Qwen2-VL's image processor, with 16 px patches in the real one)."""
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from ..processors import Qwen3VLImageOnlyProcessor
-    from ..tiny import build_byte_tokenizer
 
-    tok = build_byte_tokenizer(
-        SPECIALS, bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None,
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                              "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"},
-        added=SPECIALS, chat_template=CHAT_TEMPLATE,
-    )
     merge = 2
-    image_processor = Qwen2VLImageProcessorPil(
-        patch_size=patch_size, merge_size=merge, temporal_patch_size=2,
-        min_pixels=image_size * image_size, max_pixels=4 * image_size * image_size)
+    tok, image_processor = tiny_tokenizer_and_image_processor(CHAT_TEMPLATE, image_size, patch_size, merge)
     processor = Qwen3VLImageOnlyProcessor(image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE)
     ids = token_ids(tok, bos=False)
     head_dim = hidden // 4
     text = dict(vocab_size=len(tok), **text_sizes(hidden, layers), head_dim=head_dim, **ids,
                 rope_scaling={"rope_type": "default", "mrope_interleaved": True,
-                              "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]})
+                              "mrope_section": mrope_section(head_dim)})
     grid = 2 * image_size // patch_size  # learned position grid (bilinearly interpolated): 8 x 8
     vision = dict(depth=2, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=4, out_hidden_size=hidden,
                   patch_size=patch_size, spatial_merge_size=merge, temporal_patch_size=2,
