@@ -318,7 +318,7 @@ def test_words_the_tiny_tokenizer_does_not_know_are_listed(tmp_path):
     # the default's own words pass; a byte tokenizer reads anything
     declared.read(_bad(tmp_path, [_row(0), _row(1, answer="blue")], test_fraction=0) | {"words": {"tokenizer": str(tok)}})
     declared.read(decl | {"words": {"tiny_tokenizer": "byte"}})
-    assert declared.vocabulary({"tiny_tokenizer": "word"})[0] == set(json.loads(tok.read_text())["model"]["vocab"])
+    assert declared.vocabulary({"tiny_tokenizer": "word_broad_vision"})[0] == set(json.loads(tok.read_text())["model"]["vocab"])
 
 
 # ------------------------------------------------------------------ the scorer and its options in the evaluation

@@ -25,7 +25,9 @@ from pathlib import Path
 
 from .hashing import sha256_file
 
-# the default's training splits (config/config.yaml: data.synthetic, seed 0, 32 px) and base
+# the default's training splits (config/config.yaml: data.synthetic, seed 0, 32 px) and base as they
+# were when machines were first fingerprinted (the word tokenizer, 4 base skills): fixed, so that a
+# fingerprint stays comparable with every one taken before; today's default base differs
 SPLITS = {"syn_color": 2000, "syn_shape": 2000, "syn_position": 2000, "syn_prior": 4000, "syn_birds": 2000,
           "syn_count": 2000, "syn_texture": 2000, "syn_words": 2000, "syn_clock": 2000}
 BASE_SKILLS = ("syn_color", "syn_shape", "syn_position", "syn_prior")
