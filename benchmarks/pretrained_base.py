@@ -11,8 +11,12 @@ file of the rebuilt `model/` next to the committed `pretrained/tiny_default/mode
 held-out score is not computed here (the default's evaluation of its base does that). Exit status 1
 when a file differs. tests/test_shipped_base.py checks the same mechanism on a small config in seconds.
 
-Measured on an idle 2-core Intel Xeon (family 6, model 167), commit d521879: every file of the
-rebuilt model/ byte-identical to the committed one, 262 s.
+Measured on an idle 2-core Intel Xeon (family 6, model 167), commit d521879 (the former base, 3000
+steps): every file of the rebuilt model/ byte-identical to the committed one, 262 s. The base of
+commit cc674be (4800 steps, the combined prior) was shipped by `make pretrain` itself (this
+script's run A, 11.6 min on a slower 2-core Xeon of the same model), and every file equals the
+seed-0 base of the earlier `config/tiny_priors.yaml` finding run, pre-trained in another folder
+under another experiment name; the `--avx2` rebuild of that base was not run (about 4x as long).
 """
 from __future__ import annotations
 

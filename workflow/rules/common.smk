@@ -148,6 +148,15 @@ def methods_regex(merged: bool) -> str:
 # splits, and carries the evaluation settings as a param.
 IN_JOB_EVAL = PLAN.eval_in_training_job
 
+# The evaluation settings, one source for both ways of running them: as the evaluation jobs'
+# command-line arguments (rules/evaluate.smk, EVAL_PARAMS) and as the stage jobs' --evaluate spec.
+EVAL_SETTINGS = dict(benchmarks=list(BENCHMARKS), limit=config["evaluation"]["limit"],
+                     device=config["evaluation"]["device"], fail_on_empty=config["evaluation"]["fail_on_empty"],
+                     batch_size=config["evaluation"]["batch_size"],
+                     clock_exact_hours=config["evaluation"]["clock_exact_hours"])
+if PLAN.dataset_revisions:
+    EVAL_SETTINGS["dataset_revisions"] = dict(PLAN.dataset_revisions)
+
 
 def in_job_eval_outputs():
     if not IN_JOB_EVAL:
@@ -158,13 +167,7 @@ def in_job_eval_outputs():
 def in_job_eval_params():
     if not IN_JOB_EVAL:
         return {}
-    spec = dict(benchmarks=list(BENCHMARKS), data_root=DATA, limit=config["evaluation"]["limit"],
-                device=config["evaluation"]["device"], fail_on_empty=config["evaluation"]["fail_on_empty"],
-                batch_size=config["evaluation"]["batch_size"],
-                clock_exact_hours=config["evaluation"]["clock_exact_hours"],
-                threads=RESOURCES["eval_threads"])
-    if PLAN.dataset_revisions:
-        spec["dataset_revisions"] = dict(PLAN.dataset_revisions)
+    spec = dict(EVAL_SETTINGS, data_root=DATA, threads=RESOURCES["eval_threads"])
 
     def evaluate_arg(wildcards, output):
         evals = getattr(output, "evals", None)  # none in train_stage_finetuned (the merge is evaluated)

@@ -6,19 +6,20 @@
 # `accelerate launch` (one process per GPU), with resources.processes > 1 on CPU likewise over a
 # gloo group (`resources.launch`, rules/common.smk); rank 0 writes the outputs.
 
+# EVAL_SETTINGS (rules/common.smk) as command-line arguments
 EVAL_PARAMS = dict(
-    benchmarks=" ".join(BENCHMARKS),
-    limit=f"--limit {config['evaluation']['limit']}" if config["evaluation"]["limit"] else "",
-    device=config["evaluation"]["device"],
-    strict="--fail-on-empty" if config["evaluation"]["fail_on_empty"] else "",
-    clock="--clock-exact-hours" if config["evaluation"]["clock_exact_hours"] else "",
-    batch=f"--batch-size {config['evaluation']['batch_size']}",
+    benchmarks=" ".join(EVAL_SETTINGS["benchmarks"]),
+    limit=f"--limit {EVAL_SETTINGS['limit']}" if EVAL_SETTINGS["limit"] else "",
+    device=EVAL_SETTINGS["device"],
+    strict="--fail-on-empty" if EVAL_SETTINGS["fail_on_empty"] else "",
+    clock="--clock-exact-hours" if EVAL_SETTINGS["clock_exact_hours"] else "",
+    batch=f"--batch-size {EVAL_SETTINGS['batch_size']}",
     data_root=lambda wildcards: DATA,
 )
 # evaluation.revisions pins built-in benchmarks' hub datasets: a param (changing a pin reruns the
 # evaluations, not the training), added with its argument only when one is pinned, so that an
 # experiment without pins keeps the same params and shell command (nothing reruns).
-DATASET_REVISIONS = PLAN.dataset_revisions
+DATASET_REVISIONS = EVAL_SETTINGS.get("dataset_revisions", {})
 if DATASET_REVISIONS:
     EVAL_PARAMS["revisions"] = " ".join(f"{b}={r}" for b, r in DATASET_REVISIONS.items())
 REVISIONS_ARG = " --dataset-revisions {params.revisions}" if DATASET_REVISIONS else ""
