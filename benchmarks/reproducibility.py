@@ -27,9 +27,12 @@ differs from the reference.
 Measured (docs/reproducibility.md has the fingerprints): the reference written at commit 8283b09
 on an Intel Xeon (family 6, model 207; Debian 12, glibc 2.36, gcc 12.2) was not what an AMD EPYC
 (family 25, model 17, Zen 4; the same software) gave: 120 of 192 scores differed (oneMKL's vector
-math; fixed). The current reference was written after the fix on that AMD EPYC (run A); its
-fingerprint, also written there, agrees with qemu-x86_64 running an Intel CPUID for the lines it
-ran (data, init, 1, 2 and 10 steps); the Intel machine itself was not available again.
+math; fixed). The reference after the fix was written on that AMD EPYC (run A); its fingerprint,
+also written there, agrees with qemu-x86_64 running an Intel CPUID for the lines it ran (data,
+init, 1, 2 and 10 steps) and later with an Intel Xeon (family 6, model 167), where a whole run
+wrote the same scores.csv. The current reference (the default on the base chosen by the finding,
+commit cc674be) was written on that Intel Xeon: runs A (567 s) and B (826 s, a machine shared with
+another run) byte-identical to it and to each other. It has not met an AMD CPU yet.
 """
 from __future__ import annotations
 

@@ -211,8 +211,10 @@ def test_zero_partitioning_matches_the_measured_per_rank_state():
     """docs/cluster.md measured torch AdamW state per rank (benchmarks/zero_memory.py: tiny LLaVA,
     hidden 512, recipe full, 2 processes): DDP 174.7 MiB, ZeRO-2 and ZeRO-3 87.3 MiB."""
     cfg = _default_cfg()
+    # the measured model: the word tokenizer of then (217 words), so a base of the former prior
     cfg["model"]["tiny"] = {"hidden_size": 512, "intermediate_size": 2048, "num_layers": 4,
-                            "vision_hidden_size": 512, "vision_intermediate_size": 2048}
+                            "vision_hidden_size": 512, "vision_intermediate_size": 2048, "tokenizer": "word"}
+    cfg["model"]["base_training"]["skills"] = ["syn_color", "syn_shape", "syn_position", "syn_prior"]
     family = get_family("tiny_llava")
     n = est.count_job(est.meta_model(family, cfg["model"]), family, Plan(cfg), "full", 1).trained
     assert round(n / 1e6, 1) == 22.9
