@@ -566,15 +566,32 @@ def _report_commands(sub):
     s.set_defaults(func=cmd_resources)
 
 
-def _close_process_group() -> None:
+def _close_process_group() -> bool:
     """End a multi-process run (torchrun, accelerate launch) in step: every rank waits at a barrier,
-    then the process group is destroyed before the interpreter exits. Left to exit-time destructors,
-    a rank whose peer has already gone can abort ("terminate called without an active exception",
-    SIGABRT after its work was written), and the launcher reports the job failed."""
+    then the process group is destroyed before the interpreter exits. True if there was one."""
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        return True
+    return False
+
+
+def _exit_after_success() -> None:
+    """Leave a finished multi-process run without the C++ exit-time destructors. Even after the
+    process group is gone, a rank can abort there ("terminate called without an active exception":
+    a communication or DeepSpeed helper thread still joinable; SIGABRT after its work was written,
+    seen on a ZeRO-3 LwF stage), and the launcher then reports the job failed. Python's own exit
+    handlers (tracking writers, logging) still run; the outputs are already written atomically."""
+    import atexit
+    import logging
+    import os
+
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main(argv=None):
@@ -596,7 +613,8 @@ def main(argv=None):
 
             check_gpu_allocation()  # under a launcher: a GPU for each process of this node, or a clear error
         args.func(args)
-        _close_process_group()
+        if _close_process_group():
+            _exit_after_success()
     except (ValueError, FileNotFoundError, WriteFailed) as e:
         print(f"lmmcl {args.cmd}: error: {e}", file=sys.stderr)
         sys.exit(2)
