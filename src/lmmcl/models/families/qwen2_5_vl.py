@@ -28,7 +28,6 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "
             "<|image_pad|>", "<|video_pad|>"]
 
 
-
 def tiny_tokenizer_and_image_processor(chat_template: str, image_size: int, patch_size: int, merge: int):
     """The Qwen-VL tiny models' byte tokenizer (Qwen's special tokens) and `Qwen2VLImageProcessorPil`
     (the PIL backend; the default torchvision one is not installed) with `min_pixels`/`max_pixels`
@@ -52,6 +51,7 @@ def tiny_tokenizer_and_image_processor(chat_template: str, image_size: int, patc
 def mrope_section(head_dim: int) -> list[int]:
     """Multimodal RoPE's (temporal, height, width) split of the rotary half-dimension."""
     return [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]
+
 
 def build_tiny(seed: int = 0, image_size: int = 32, patch_size: int = 8, hidden: int = 64, layers: int = 2):
     """(model, processor): a randomly initialised Qwen2_5_VLForConditionalGeneration.
